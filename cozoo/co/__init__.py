@@ -1,0 +1,89 @@
+"""``cozoo.co``: continual layers, API-compatible with ``continual-inference``.
+
+``import continual as co`` becomes ``from cozoo import co``.
+"""
+
+from . import __about__, convert, logging, utils
+from .closure import Add, Constant, Identity, Lambda, Multiply, One, Zero
+from .container import (
+    Broadcast,
+    BroadcastReduce,
+    Conditional,
+    Parallel,
+    ParallelDispatch,
+    Reduce,
+    Residual,
+    Sequential,
+)
+from .conv import Conv1d, Conv2d, Conv3d
+from .convert import continual, forward_stepping
+from .delay import Delay, Skip
+from .linear import Linear
+from .module import CallMode, CoModule, StepShapeError, call_mode
+from .pooling import (
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+)
+from .rnn import GRU, LSTM, RNN
+from .shape import Reshape
+from .state_dicts import PaddingMode, flat_state_dict, load_state_dict, state_dict
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "Add",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "Broadcast",
+    "BroadcastReduce",
+    "CallMode",
+    "CoModule",
+    "Conditional",
+    "Constant",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "Delay",
+    "Identity",
+    "Lambda",
+    "Linear",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "Multiply",
+    "One",
+    "PaddingMode",
+    "Parallel",
+    "ParallelDispatch",
+    "Reduce",
+    "Reshape",
+    "Residual",
+    "Sequential",
+    "Skip",
+    "StepShapeError",
+    "Zero",
+    "call_mode",
+    "continual",
+    "convert",
+    "flat_state_dict",
+    "forward_stepping",
+    "load_state_dict",
+    "logging",
+    "state_dict",
+    "utils",
+    "__about__",
+]
