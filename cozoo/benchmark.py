@@ -103,6 +103,35 @@ def bench_step(layers: int, channels: int, size: int, repeats: int) -> List[dict
     return rows
 
 
+def bench_compile(layers: int, channels: int, size: int, repeats: int) -> List[dict]:
+    """``torch.compile`` of the pure step (``StepFunction``) against the eager ``forward_step``."""
+    from cozoo.co.export import StepFunction, initial_state
+
+    net = conv_stack(layers, channels)
+    frame = torch.randn(1, channels, size, size)
+    compiled = torch.compile(StepFunction(net, frame).eval())
+    state = initial_state(net, frame)
+    for _ in range(3):
+        _, _, *state = compiled(frame, *state)
+        net.forward_step(frame)
+
+    def compiled_step() -> None:
+        nonlocal state
+        _, _, *state = compiled(frame, *state)
+
+    r = interleaved(compiled_step, lambda: net.forward_step(frame), repeats, inner=5)
+    name = f"{layers}x Conv3d({channels},{channels},3)+ReLU, 1x{channels}x{size}x{size} frame"
+    return [
+        {
+            "benchmark": "compile",
+            "model": name,
+            "pair": "compiled step vs eager forward_step",
+            "target": None,
+            **r,
+        }
+    ]
+
+
 def bench_chunk(frames: int, channels: int, size: int, repeats: int) -> List[dict]:
     from cozoo.co.pooling import AvgPool3d
 
@@ -157,6 +186,8 @@ def run_core(args: argparse.Namespace) -> List[dict]:
     with torch.inference_mode():
         rows = bench_step(args.layers, args.channels, args.size, args.repeats)
         rows += bench_chunk(args.frames, args.channels, args.size, max(args.repeats // 3, 5))
+        if args.compile:
+            rows += bench_compile(args.layers, args.channels, args.size, args.repeats)
     load_after = os.getloadavg()
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), "
@@ -182,6 +213,9 @@ def main(argv: List[str] | None = None) -> None:
     core.add_argument("--channels", type=int, default=16)
     core.add_argument("--size", type=int, default=32)
     core.add_argument("--frames", type=int, default=128)
+    core.add_argument(
+        "--compile", action="store_true", help="also time torch.compile of the step (slow start)"
+    )
     core.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     rows = run_core(args)

@@ -3,7 +3,7 @@
 ``import continual as co`` becomes ``from cozoo import co``.
 """
 
-from . import __about__, convert, logging, utils
+from . import __about__, convert, export, flops, logging, onnx, utils
 from .closure import Add, Constant, Identity, Lambda, Multiply, One, Zero
 from .container import (
     Broadcast,
@@ -35,6 +35,8 @@ from .pooling import (
 from .rnn import GRU, LSTM, RNN
 from .shape import Reshape
 from .state_dicts import PaddingMode, flat_state_dict, load_state_dict, state_dict
+
+flops.register_ptflops()
 
 __all__ = [
     "GRU",
@@ -79,10 +81,13 @@ __all__ = [
     "call_mode",
     "continual",
     "convert",
+    "export",
+    "flops",
     "flat_state_dict",
     "forward_stepping",
     "load_state_dict",
     "logging",
+    "onnx",
     "state_dict",
     "utils",
     "__about__",

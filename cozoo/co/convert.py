@@ -192,6 +192,10 @@ def _stepping_class(kind: Type[nn.Module]) -> type:
         cls = type(kind.__name__, (_ForwardStepping, kind), namespace)
         cls.__qualname__ = kind.__qualname__
         _STEPPING_CLASSES[kind] = cls
+        from . import flops
+
+        if flops._registered:
+            flops.register_stepping_class(cls, kind)
     return cls
 
 

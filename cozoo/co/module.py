@@ -390,13 +390,26 @@ class CoModule(nn.Module):
             return nn.Module.__call__(self, *args, **kwargs)
         method = self.forward_step if mode is CallMode.FORWARD_STEP else self.forward_steps
         if _has_any_hooks(self):
-            # torch's call machinery runs every kind of hook; point it at the step method.
-            self.__dict__["forward"] = method
-            try:
-                return nn.Module.__call__(self, *args, **kwargs)
-            finally:
-                del self.__dict__["forward"]
+            return self._call_through_torch(method, args, kwargs)
         return method(*args, **kwargs)
+
+    def _call_through_torch(self, method: Callable, args: tuple, kwargs: dict):
+        """Run ``method`` through torch's call machinery, so that every kind of hook fires.
+
+        torch calls ``self.forward``: a one-shot instance attribute routes that one call to
+        ``method`` and removes itself at once, so calls of ``self.forward`` from inside the
+        step (e.g. a wrapped torch layer computing its frame) reach the real ``forward``.
+        """
+
+        def route(*inner_args, **inner_kwargs):
+            self.__dict__.pop("forward", None)
+            return method(*inner_args, **inner_kwargs)
+
+        self.__dict__["forward"] = route
+        try:
+            return nn.Module.__call__(self, *args, **kwargs)
+        finally:
+            self.__dict__.pop("forward", None)
 
     # ---- pure functional step (override in subclasses) --------------------------------------
     def _frame(self, x: Tensor) -> Tensor:
