@@ -4,6 +4,7 @@
 """
 
 from . import __about__, convert, export, flops, logging, onnx, utils
+from .attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention
 from .closure import Add, Constant, Identity, Lambda, Multiply, One, Zero
 from .container import (
     Broadcast,
@@ -31,14 +32,33 @@ from .pooling import (
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+    SpatialMean,
 )
+from .positional_encoding import RecyclingPositionalEncoding
 from .rnn import GRU, LSTM, RNN
 from .shape import Reshape
 from .state_dicts import PaddingMode, flat_state_dict, load_state_dict, state_dict
+from .transformer import (
+    MhaType,
+    RegularTransformerEncoderLayer,
+    RetroactiveTransformerEncoderLayer,
+    SingleOutputTransformerEncoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayerFactory,
+)
 
 flops.register_ptflops()
 
 __all__ = [
+    "MhaType",
+    "RegularTransformerEncoderLayer",
+    "RetroactiveTransformerEncoderLayer",
+    "SingleOutputTransformerEncoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayerFactory",
+    "RetroactiveMultiheadAttention",
+    "SingleOutputMultiheadAttention",
+    "RecyclingPositionalEncoding",
     "GRU",
     "LSTM",
     "RNN",
@@ -76,6 +96,7 @@ __all__ = [
     "Residual",
     "Sequential",
     "Skip",
+    "SpatialMean",
     "StepShapeError",
     "Zero",
     "call_mode",

@@ -69,6 +69,7 @@ from .module import (
     first_output_offset,
     in_tensor_mode,
     reset_counter,
+    select_rows,
     tick,
 )
 
@@ -86,29 +87,29 @@ _IGNORED_KWARGS = ("need_weights", "average_attn_weights")
 
 
 class SingleOutputAttentionState(NamedTuple):
-    """State of a ``SingleOutputMultiheadAttention`` (immutable; ``B = N * num_heads``)."""
+    """State of a ``SingleOutputMultiheadAttention`` (immutable; ``h`` heads of ``d = E/h``)."""
 
     counter: Any  # valid steps consumed (saturated): int, per-stream tuple, or (N,) tensor
     shape: Tuple[int, ...]  # the query step shape (N, E) the state was built for
-    keys: Tuple[Tensor, ...]  # the last L-1 keys, each (B, E/h), oldest first
-    values: Tuple[Tensor, ...]  # the last L-1 values, each (B, E/h)
+    keys: Tuple[Tensor, ...]  # the last L-1 keys, each (N, h, d), oldest first
+    values: Tuple[Tensor, ...]  # the last L-1 values, each (N, h, d)
     queries: Tuple[Tensor, ...]  # scaled queries still waiting for their output (query_index)
 
 
 class RetroactiveAttentionState(NamedTuple):
-    """State of a ``RetroactiveMultiheadAttention`` (immutable; ``B = N * num_heads``).
+    """State of a ``RetroactiveMultiheadAttention`` (immutable; ``h`` heads of ``d = E/h``).
 
     The "rows" are the L-1 newest tokens, whose queries stay in the next window.
     """
 
     counter: Any
     shape: Tuple[int, ...]
-    queries: Tuple[Tensor, ...]  # scaled queries of the rows, each (B, E/h), oldest first
-    keys: Tuple[Tensor, ...]  # keys of the L-1 newest tokens, each (B, E/h)
-    values: Tuple[Tensor, ...]  # values of the L-1 newest tokens, each (B, E/h)
-    past: Tuple[Tensor, ...]  # per row: suffix table (B, L, E/h + 1) = [mean | lse] of suffixes
-    future_mean: Tensor  # (B, L-1, E/h): softmax mean of the values after each row's token
-    future_lse: Tensor  # (B, L-1): log-sum-exp of the scores after each row's token
+    queries: Tuple[Tensor, ...]  # scaled queries of the rows, each (N, h, d), oldest first
+    keys: Tuple[Tensor, ...]  # keys of the L-1 newest tokens, each (N, h, d)
+    values: Tuple[Tensor, ...]  # values of the L-1 newest tokens, each (N, h, d)
+    past: Tuple[Tensor, ...]  # per row: suffix table (N, h, L, d + 1) = [mean | lse] of suffixes
+    future_mean: Tensor  # (N, h, L-1, d): softmax mean of the values after each row's token
+    future_lse: Tensor  # (N, h, L-1): log-sum-exp of the scores after each row's token
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,25 +121,29 @@ def _merge(mean_a: Tensor, lse_a: Tensor, mean_b: Tensor, lse_b: Tensor) -> Tupl
     ``lse`` (..., n) = log-sum-exp of a set's scores, ``mean`` (..., n, d) = softmax-weighted
     mean of its values. The merged mean is a convex combination: stable for any scores.
     """
-    lse = torch.logaddexp(lse_a, lse_b)
-    weight_b = torch.exp(lse_b - lse).unsqueeze(-1)
-    return torch.lerp(mean_a, mean_b, weight_b), lse
+    # (plain ops only, so that the step exports to ONNX: no logaddexp, no lerp)
+    top = torch.maximum(lse_a, lse_b)
+    weight_a, weight_b = torch.exp(lse_a - top), torch.exp(lse_b - top)  # in [0, 1], one is 1
+    total = weight_a + weight_b
+    share_b = (weight_b / total).unsqueeze(-1)
+    return mean_a + share_b * (mean_b - mean_a), top + torch.log(total)
 
 
 def _suffix_table(scores: Tensor, values: Tensor) -> Tensor:
-    """``[mean | lse]`` of every suffix of a row: scores (B, n), values (B, n, d) -> (B, n, d+1).
-
-    Entry ``a`` aggregates keys ``a .. n-1``. A log-depth (Hillis-Steele) scan.
+    """``[mean | lse]`` of every suffix of a row: scores (..., n), values (..., n, d) ->
+    (..., n, d+1). Entry ``a`` aggregates keys ``a .. n-1``. A log-depth (Hillis-Steele) scan.
     """
     mean, lse = values, scores
-    n = scores.shape[1]
+    n = scores.shape[-1]
     shift = 1
     while shift < n:
-        head_mean, head_lse = _merge(mean[:, :-shift], lse[:, :-shift], mean[:, shift:], lse[:, shift:])
-        mean = torch.cat([head_mean, mean[:, n - shift :]], 1)
-        lse = torch.cat([head_lse, lse[:, n - shift :]], 1)
+        head_mean, head_lse = _merge(
+            mean[..., :-shift, :], lse[..., :-shift], mean[..., shift:, :], lse[..., shift:]
+        )
+        mean = torch.cat([head_mean, mean[..., n - shift :, :]], -2)
+        lse = torch.cat([head_lse, lse[..., n - shift :]], -1)
         shift *= 2
-    return torch.cat([mean, lse.unsqueeze(2)], 2)
+    return torch.cat([mean, lse.unsqueeze(-1)], -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,33 +162,6 @@ def _single_output_attention_flops(n: int, d: int) -> Tuple[int, int, int]:
 def _retroactive_step_attention_flops(n: int, d: int) -> Tuple[int, int, int]:
     """(muls, adds, exps) of one retroactive update of an n-token window (paper's count)."""
     return 7 * n * d + 2 * n - 3 * d, 6 * n * d + 3 * n - 6 * d - 3, 3 * n - 2
-
-
-# --------------------------------------------------------------------------------------------
-# Per-stream selection over head-expanded rows
-# --------------------------------------------------------------------------------------------
-def _stream_mask(valid: Any, like: Tensor, heads: int) -> Tensor:
-    """A (N*heads, 1, ...) bool mask from per-stream flags (tuple or (N,) tensor)."""
-    if isinstance(valid, Tensor):
-        mask = valid.to(device=like.device, dtype=torch.bool)
-    else:
-        mask = torch.tensor(valid, dtype=torch.bool, device=like.device)
-    if heads > 1:
-        mask = mask.repeat_interleave(heads)
-    return mask.view((-1,) + (1,) * (like.dim() - 1))
-
-
-def _select(valid: Any, new: Any, old: Any, heads: int) -> Any:
-    """Rows of ``new`` for streams flagged in ``valid``, rows of ``old`` for the others."""
-    if valid is True:
-        return new
-    if valid is False:
-        return old
-    if isinstance(new, Tensor):
-        return torch.where(_stream_mask(valid, new, heads), new, old)
-    if isinstance(new, tuple):
-        return tuple(_select(valid, n, o, heads) for n, o in zip(new, old))
-    return new
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,11 +193,7 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         embed_dim_second: bool,
     ):
         name = type(self).__name__
-        if (
-            not isinstance(sequence_len, int)
-            or isinstance(sequence_len, bool)
-            or sequence_len < 1
-        ):
+        if not isinstance(sequence_len, int) or isinstance(sequence_len, bool) or sequence_len < 1:
             raise ValueError(
                 f"{name}: sequence_len (the number of tokens L that a step attends over) must be "
                 f"a positive int, got {sequence_len!r}"
@@ -345,7 +319,11 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
                 f"{name}: a step is one token per stream, a query of shape (N, E); got "
                 f"{tuple(query.shape)} (clips go to forward or forward_steps)"
             )
-        if key.dim() != 2 or value.dim() != 2 or not key.shape[0] == value.shape[0] == query.shape[0]:
+        if (
+            key.dim() != 2
+            or value.dim() != 2
+            or not key.shape[0] == value.shape[0] == query.shape[0]
+        ):
             raise ValueError(
                 f"{name}: query, key and value steps must be (N, E), (N, kdim), (N, vdim) with "
                 f"one N, got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
@@ -421,22 +399,18 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         return F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
 
     def _project_step(self, query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, ...]:
-        """Per-head ``(N*h, d)`` q (scaled by 1/sqrt(d)), k, v of one step."""
+        """Per-head ``(N, h, d)`` q (scaled by 1/sqrt(d)), k, v of one step."""
         n, h, d = query.shape[0], self.num_heads, self._head_dim
         q, k, v = self._in_project(query, key, value)
-        return (
-            q.reshape(n * h, d) * (1.0 / math.sqrt(d)),
-            k.reshape(n * h, d),
-            v.reshape(n * h, d),
-        )
+        return q.reshape(n, h, d) * (1.0 / math.sqrt(d)), k.reshape(n, h, d), v.reshape(n, h, d)
 
     def _project_clip(self, query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, ...]:
-        """Per-head ``(N*h, T, d)`` q (scaled), k, v of canonical clips ``(N, T, E)``."""
+        """Per-head ``(N, h, T, d)`` q (scaled), k, v of canonical clips ``(N, T, E)``."""
         n, t = query.shape[:2]
         h, d = self.num_heads, self._head_dim
 
         def heads(x: Tensor) -> Tensor:
-            return x.reshape(n, t, h, d).transpose(1, 2).reshape(n * h, t, d)
+            return x.reshape(n, t, h, d).transpose(1, 2)
 
         q, k, v = self._in_project(query, key, value)
         return heads(q) * (1.0 / math.sqrt(d)), heads(k), heads(v)
@@ -508,7 +482,7 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         for name in new._fields:
             if name in ("counter", "shape"):
                 continue
-            fields[name] = _select(valid, getattr(new, name), getattr(old, name), self.num_heads)
+            fields[name] = select_rows(valid, getattr(new, name), getattr(old, name))
         return new._replace(**fields)
 
     def _stepwise(self, query: Tensor, key: Tensor, value: Tensor, state: Any):
@@ -545,7 +519,9 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         per head, output tokens projected) for one forward call or one step."""
         raise NotImplementedError
 
-    def flops(self, include_muls: bool = True, include_adds: bool = False, include_exps: bool = False) -> int:
+    def flops(
+        self, include_muls: bool = True, include_adds: bool = False, include_exps: bool = False
+    ) -> int:
         """Analytic operation count of one call in the active mode.
 
         The mode is the innermost ``co.call_mode`` block if any, else the ``call_mode``
@@ -614,8 +590,10 @@ class SingleOutputMultiheadAttention(_ContinualMultiheadAttention):
         forward_step(token)     (N, E)     ->  (N, E) or None
         forward_steps(clip)     (N, T, E)  ->  (N, T-L+1, E) on a fresh module, or None
 
-    (time-first ``(T, N, E)`` / ``(T', N, E)`` without ``batch_first``). ``delay`` is ``L-1``:
-    the number of steps that return None (the reference library reports ``-query_index-1``).
+    (time-first ``(T, N, E)`` / ``(T', N, E)`` without ``batch_first``; the reference library
+    returned ``(T', 1, N, E)`` there). ``delay`` is ``L-1``: the number of steps that return
+    None (the reference library reports ``-query_index-1``). With ``query_index`` other than
+    -1 the step output belongs to an older token of the window; ``delay`` stays ``L-1``.
     """
 
     def __init__(
@@ -693,7 +671,7 @@ class SingleOutputMultiheadAttention(_ContinualMultiheadAttention):
 
     # ---- pure step ------------------------------------------------------------------------
     def _fresh_state(self, q: Tensor, shape: Tuple[int, ...]) -> SingleOutputAttentionState:
-        zeros = q.new_zeros(q.shape[0], self._head_dim)
+        zeros = torch.zeros_like(q)
         memory = (zeros,) * (self.sequence_len - 1)
         return SingleOutputAttentionState(0, shape, memory, memory, (zeros,) * self._lag)
 
@@ -710,9 +688,10 @@ class SingleOutputMultiheadAttention(_ContinualMultiheadAttention):
         keys, values = state.keys + (k,), state.values + (v,)
         y = None
         if out_valid is not False:
-            q_sel = state.queries[0] if self._lag else q
-            weights = torch.softmax(torch.bmm(torch.stack(keys, 1), q_sel.unsqueeze(2)), 1)
-            out = torch.bmm(weights.transpose(1, 2), torch.stack(values, 1))  # (B, 1, d)
+            q_sel = state.queries[0] if self._lag else q  # (N, h, d)
+            scores = torch.matmul(torch.stack(keys, 2), q_sel.unsqueeze(3))  # (N, h, L, 1)
+            weights = torch.softmax(scores, 2).transpose(2, 3)  # (N, h, 1, L)
+            out = torch.matmul(weights, torch.stack(values, 2))  # (N, h, 1, d)
             y = self._out_project(out.reshape(n, self.embed_dim))
         queries = (state.queries + (q,))[1:] if self._lag else ()
         new = SingleOutputAttentionState(counter, state.shape, keys[1:], values[1:], queries)
@@ -729,29 +708,33 @@ class SingleOutputMultiheadAttention(_ContinualMultiheadAttention):
             return self._stepwise(query, key, value, state)
         self._check_step_support()
         n, seq_len, lag = query.shape[0], self.sequence_len, self._lag
-        q, k, v = self._project_clip(query, key, value)  # (B, T, d)
+        q, k, v = self._project_clip(query, key, value)  # (N, h, T, d)
         if state is None:
-            state = self._fresh_state(q[:, 0], (n, query.shape[2]))
-        keys = torch.cat([torch.stack(state.keys, 1), k], 1) if seq_len > 1 else k
-        values = torch.cat([torch.stack(state.values, 1), v], 1) if seq_len > 1 else v
-        queries = torch.cat([torch.stack(state.queries, 1), q], 1) if lag else q
+            state = self._fresh_state(q[:, :, 0], (n, query.shape[2]))
+        keys = torch.cat([torch.stack(state.keys, 2), k], 2) if seq_len > 1 else k
+        values = torch.cat([torch.stack(state.values, 2), v], 2) if seq_len > 1 else v
+        queries = torch.cat([torch.stack(state.queries, 2), q], 2) if lag else q
         start = first_output_offset(state.counter, seq_len - 1, 1)
         y = None
         if start < length:
-            # Windows of the steps start..T-1: (B, T', d, L), views of the key/value memories.
-            k_win = keys.unfold(1, seq_len, 1)[:, start:]
-            v_win = values.unfold(1, seq_len, 1)[:, start:]
-            scores = torch.einsum("btd,btdl->btl", queries[:, start:length], k_win)
-            out = torch.einsum("btl,btdl->btd", torch.softmax(scores, -1), v_win)
-            out = out.reshape(n, self.num_heads, length - start, self._head_dim).transpose(1, 2)
-            y = self._public_steps(self._out_project(out.reshape(n, length - start, -1)))
+            # Windows of the steps start..T-1: (N, h, T', d, L), views of the memories.
+            k_win = keys.unfold(2, seq_len, 1)[:, :, start:]
+            v_win = values.unfold(2, seq_len, 1)[:, :, start:]
+            scores = torch.einsum("nhtd,nhtdl->nhtl", queries[:, :, start:length], k_win)
+            out = torch.einsum("nhtl,nhtdl->nhtd", torch.softmax(scores, -1), v_win)
+            out = out.transpose(1, 2).reshape(n, length - start, self.embed_dim)
+            y = self._public_steps(self._out_project(out))
         cached = seq_len - 1
+
+        def last(memory: Tensor, count: int) -> Tuple[Tensor, ...]:
+            return tuple(memory[:, :, memory.shape[2] - count :].clone().unbind(2)) if count else ()
+
         new = SingleOutputAttentionState(
             advance_counter(state.counter, length, seq_len - 1, 1),
             state.shape,
-            tuple(keys[:, keys.shape[1] - cached :].clone().unbind(1)) if cached else (),
-            tuple(values[:, values.shape[1] - cached :].clone().unbind(1)) if cached else (),
-            tuple(queries[:, queries.shape[1] - lag :].clone().unbind(1)) if lag else (),
+            last(keys, cached),
+            last(values, cached),
+            last(queries, lag),
         )
         return y, new, None
 
@@ -828,10 +811,10 @@ class RetroactiveMultiheadAttention(_ContinualMultiheadAttention):
 
     # ---- pure step ------------------------------------------------------------------------
     def _fresh_state(self, q: Tensor, shape: Tuple[int, ...]) -> RetroactiveAttentionState:
-        rows, d, seq_len = q.shape[0], self._head_dim, self.sequence_len
-        zeros = q.new_zeros(rows, d)
-        memory = (zeros,) * (seq_len - 1)
-        table = q.new_zeros(rows, seq_len, d + 1)  # placeholder rows: never read for an output
+        n, h, d = q.shape
+        seq_len = self.sequence_len
+        memory = (torch.zeros_like(q),) * (seq_len - 1)
+        table = q.new_zeros(n, h, seq_len, d + 1)  # placeholder rows: never read for an output
         return RetroactiveAttentionState(
             0,
             shape,
@@ -839,51 +822,50 @@ class RetroactiveMultiheadAttention(_ContinualMultiheadAttention):
             memory,
             memory,
             (table,) * (seq_len - 1),
-            q.new_zeros(rows, seq_len - 1, d),
-            q.new_full((rows, seq_len - 1), float("-inf")),
+            q.new_zeros(n, h, seq_len - 1, d),
+            q.new_full((n, h, seq_len - 1), float("-inf")),
         )
 
     def _advance(
         self, state: RetroactiveAttentionState, q: Tensor, k: Tensor, v: Tensor, need_output: bool
     ):
-        """One retroactive update on per-head tensors ``(B, d)``: ``(out (B, L, d) | None,
-        next state with the counter unchanged)``."""
+        """One retroactive update on per-head tensors ``(N, h, d)``: ``(out (N, h, L, d) |
+        None, next state with the counter unchanged)``."""
         seq_len = self.sequence_len
         keys, values = state.keys + (k,), state.values + (v,)
-        window_k, window_v = torch.stack(keys, 1), torch.stack(values, 1)  # (B, L, d)
+        window_k, window_v = torch.stack(keys, 2), torch.stack(values, 2)  # (N, h, L, d)
         # The new row: its scores against the L keys, and the aggregate of every suffix.
-        table = _suffix_table(torch.bmm(window_k, q.unsqueeze(2)).squeeze(2), window_v)
+        table = _suffix_table(torch.matmul(window_k, q.unsqueeze(3)).squeeze(3), window_v)
         if seq_len == 1:
-            return (table[:, :, :-1] if need_output else None), state
+            return (table[..., :-1] if need_output else None), state
         # The kept rows absorb the new key into their "future" aggregate.
-        scores = torch.bmm(torch.stack(state.queries, 1), k.unsqueeze(2)).squeeze(2)  # (B, L-1)
+        queries = torch.stack(state.queries, 2)  # (N, h, L-1, d)
+        scores = torch.matmul(queries, k.unsqueeze(3)).squeeze(3)  # (N, h, L-1)
         future_mean, future_lse = _merge(
-            state.future_mean, state.future_lse, v.unsqueeze(1), scores
+            state.future_mean, state.future_lse, v.unsqueeze(2), scores
         )
         out = None
         if need_output:
             # Row i (oldest first) has age L-1-i: its past part is suffix L-1-i of its table.
-            past = torch.stack([t[:, seq_len - 1 - i] for i, t in enumerate(state.past)], 1)
+            past = torch.stack([t[:, :, seq_len - 1 - i] for i, t in enumerate(state.past)], 2)
             kept, _ = _merge(past[..., :-1], past[..., -1], future_mean, future_lse)
-            out = torch.cat([kept, table[:, :1, :-1]], 1)
-        rows, d = q.shape
+            out = torch.cat([kept, table[:, :, :1, :-1]], 2)  # (N, h, L, d)
+        n, h, d = q.shape
         new = state._replace(
             queries=(state.queries + (q,))[1:],
             keys=keys[1:],
             values=values[1:],
             past=(state.past + (table,))[1:],
-            future_mean=torch.cat([future_mean[:, 1:], future_mean.new_zeros(rows, 1, d)], 1),
+            future_mean=torch.cat([future_mean[:, :, 1:], future_mean.new_zeros(n, h, 1, d)], 2),
             future_lse=torch.cat(
-                [future_lse[:, 1:], future_lse.new_full((rows, 1), float("-inf"))], 1
+                [future_lse[:, :, 1:], future_lse.new_full((n, h, 1), float("-inf"))], 2
             ),
         )
         return out, new
 
     def _window_output(self, out: Tensor, n: int) -> Tensor:
-        """Per-head ``(N*h, L, d)`` -> out-projected canonical ``(N, L, E)``."""
-        seq_len = out.shape[1]
-        out = out.reshape(n, self.num_heads, seq_len, self._head_dim).transpose(1, 2)
-        return self._out_project(out.reshape(n, seq_len, self.embed_dim))
+        """Per-head ``(N, h, L, d)`` -> out-projected canonical ``(N, L, E)``."""
+        return self._out_project(out.transpose(1, 2).reshape(n, out.shape[2], self.embed_dim))
 
     def _public_step(self, y: Tensor) -> Tensor:
         """Canonical (N, L, E) -> (L, N, E), (N, L, E) or (N, E, L)."""
@@ -922,13 +904,13 @@ class RetroactiveMultiheadAttention(_ContinualMultiheadAttention):
             return self._stepwise(query, key, value, state)
         self._check_step_support()
         n = query.shape[0]
-        q, k, v = self._project_clip(query, key, value)  # (B, T, d), projected at once
+        q, k, v = self._project_clip(query, key, value)  # (N, h, T, d), projected at once
         if state is None:
-            state = self._fresh_state(q[:, 0], (n, query.shape[2]))
+            state = self._fresh_state(q[:, :, 0], (n, query.shape[2]))
         start = first_output_offset(state.counter, self.sequence_len - 1, 1)
         outputs = []
         for t in range(length):
-            out, state = self._advance(state, q[:, t], k[:, t], v[:, t], t >= start)
+            out, state = self._advance(state, q[:, :, t], k[:, :, t], v[:, :, t], t >= start)
             if out is not None:
                 outputs.append(out)
         # Detach the kept per-token tensors from the chunk's projections (memory).
@@ -940,9 +922,8 @@ class RetroactiveMultiheadAttention(_ContinualMultiheadAttention):
         )
         if not outputs:
             return None, state, None
-        out = torch.stack(outputs, 1)  # (B, T', L, d)
-        steps = out.shape[1]
-        out = out.reshape(n, self.num_heads, steps, self.sequence_len, self._head_dim)
+        out = torch.stack(outputs, 2)  # (N, h, T', L, d)
+        steps = out.shape[2]
         out = out.permute(0, 2, 3, 1, 4).reshape(n, steps, self.sequence_len, self.embed_dim)
         return self._public_steps(self._out_project(out)), state, None
 

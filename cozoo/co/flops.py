@@ -28,6 +28,11 @@ from .module import CoModule, call_mode
 __all__ = ["Complexity", "complexity", "register_ptflops"]
 
 _registered = False
+# While True, ptflops counts every forward_stepping module (wrapped BN, ReLU, ...) twice per
+# step, as continual-inference's wrappers did: the convention of the published per-step figures.
+_count_wrapped_twice = False
+
+CONVENTIONS = ("cozoo", "continual-inference")
 
 
 def _skip_empty(hook: Callable) -> Callable:
@@ -112,8 +117,16 @@ def register_stepping_class(stepping: type, kind: type) -> None:
     except ImportError:
         return
     hook = pytorch_ops.MODULES_MAPPING.get(kind)
-    if hook is not None:
-        pytorch_ops.MODULES_MAPPING[stepping] = _skip_empty(hook)
+    if hook is None:
+        return
+    counted = _skip_empty(hook)
+
+    def counting(module: nn.Module, inputs: tuple, output) -> None:
+        counted(module, inputs, output)
+        if _count_wrapped_twice:
+            counted(module, inputs, output)
+
+    pytorch_ops.MODULES_MAPPING[stepping] = counting
 
 
 @dataclass(frozen=True)
@@ -150,11 +163,22 @@ def _count(module: nn.Module, example: Tensor, mode: str) -> int:
     return int(macs)
 
 
-def complexity(module: CoModule, clip_shape: Sequence[int]) -> Complexity:
+def complexity(
+    module: CoModule, clip_shape: Sequence[int], convention: str = "cozoo"
+) -> Complexity:
     """Params and MACs (per sample) of ``module`` for a clip ``(B, C, T, *S)`` and for a step.
+
+    ``convention="cozoo"`` counts what a step computes. ``"continual-inference"`` counts each
+    temporally local torch layer wrapped for stepping (BatchNorm, ReLU, ...) twice per step, as
+    the reference library's wrappers made ptflops do: the convention behind the published
+    per-step figures of the model zoo (0.17 / 0.33 / 1.25 / 6.90 / 5.68 GMACs), kept so that
+    they can be reproduced. Clip counts are the same under both.
 
     The module's state, call mode and train/eval mode are left as they were.
     """
+    global _count_wrapped_twice
+    if convention not in CONVENTIONS:
+        raise ValueError(f"complexity: convention must be one of {CONVENTIONS}, got {convention!r}")
     if not register_ptflops():
         raise ImportError("cozoo.co.flops needs ptflops: pip install 'cozoo[flops]'")
     clip_shape = tuple(clip_shape)
@@ -171,8 +195,10 @@ def complexity(module: CoModule, clip_shape: Sequence[int]) -> Complexity:
             if warm:
                 module.forward_steps(clip[:, :, :1].expand(*clip_shape[:2], warm, *clip_shape[3:]))
             period = max(int(_temporal_stride(module)), 1)
+            _count_wrapped_twice = convention == "continual-inference"
             per_step = [_count(module, step, "forward_step") for _ in range(period)]
     finally:
+        _count_wrapped_twice = False
         module.set_state(saved)
         module.train(was_training)
     params = sum(p.numel() for p in module.parameters())

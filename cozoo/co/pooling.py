@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .module import Valid, in_tensor_mode, select_rows
+from .module import Stateless, Valid, in_tensor_mode, select_rows
 from .window import SlidingWindow, WindowState
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "MaxPool1d",
     "MaxPool2d",
     "MaxPool3d",
+    "SpatialMean",
 ]
 
 _IntOrTuple = Union[int, Tuple[int, ...]]
@@ -684,3 +685,18 @@ class AdaptiveMaxPool3d(_AdaptivePool, nn.AdaptiveMaxPool3d):
     ):
         nn.AdaptiveMaxPool3d.__init__(self, output_size)
         self._init_continual(kernel_size, stride, padding, dilation, temporal_fill)
+
+
+class SpatialMean(Stateless):
+    """The mean over the spatial dims of each frame, kept as size-1 dims; never across time.
+
+    Clip ``(B, C, T, *S)`` -> ``(B, C, T, 1, ...)``; step ``(B, C, *S)`` -> ``(B, C, 1, ...)``.
+    The causal squeeze of a frame-wise squeeze-excitation block. ptflops counts it like a pool
+    (one operation per input element).
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input.mean(tuple(range(3, input.dim())), keepdim=True)
+
+    def _frame(self, x: Tensor) -> Tensor:
+        return x.mean(tuple(range(2, x.dim())), keepdim=True)

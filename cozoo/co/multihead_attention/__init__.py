@@ -1,0 +1,8 @@
+"""Continual multi-head attention, at the module paths of ``continual-inference``.
+
+The implementation lives in ``cozoo.co.attention``; see its docstring.
+"""
+
+from ..attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention
+
+__all__ = ["RetroactiveMultiheadAttention", "SingleOutputMultiheadAttention"]
