@@ -1,4 +1,7 @@
-"""Benchmarks, measured side by side in one process: ``python -m cozoo.benchmark core``.
+"""Benchmarks, measured side by side in one process: ``python -m cozoo.benchmark core|flops``.
+
+``flops`` prints the model zoo's params and MACs per clip and per step next to the published
+values (see ``run_flops``).
 
 ``core`` measures the continual layer library against the raw tensor work it has to do:
 
@@ -199,6 +202,61 @@ def run_core(args: argparse.Namespace) -> List[dict]:
     return rows
 
 
+def run_flops(args: argparse.Namespace) -> List[dict]:
+    """Params and MACs of every zoo model at its published input, next to the published values.
+
+    Counted with ptflops on the meta device (shapes only, no arithmetic), so the whole table takes
+    seconds. ``step`` is what a step computes; ``step (pub. conv.)`` counts each wrapped BN/ReLU
+    twice, the convention behind the published per-step figures.
+    """
+    from cozoo.co.flops import complexity
+    from cozoo.models import create_model, get_model_weights, list_models
+
+    rows = []
+    for name in list_models(args.pattern):
+        weights = get_model_weights(name).DEFAULT
+        protocol, meta = weights.transforms, weights.meta
+        pool = min(meta["published"]["per_pool_size"])
+        shape = (1, 3) + tuple(meta["macs_per_clip"]["input"][1:])
+        model = create_model(name, pool_size=pool).eval().to("meta")
+        ours = complexity(model, shape)
+        published_convention = complexity(model, shape, convention="continual-inference")
+        rows.append(
+            {
+                "model": name,
+                "input": "x".join(str(n) for n in shape[1:]),
+                "frames_x_rate": f"{protocol.frames}x{protocol.sampling_rate}",
+                "params": ours.params,
+                "params_published": meta["num_params"],
+                "clip_gmacs": ours.clip_macs / 1e9,
+                "clip_gmacs_published": meta["macs_per_clip"]["value"],
+                "step_gmacs": ours.step_macs / 1e9,
+                "step_gmacs_mean": ours.step_macs_mean / 1e9,
+                "step_gmacs_published_convention": published_convention.step_macs / 1e9,
+                "step_gmacs_published": meta["macs_per_step"]["value"],
+                "reduction": ours.clip_macs / ours.step_macs,
+                "reduction_published": meta["macs_per_clip"]["value"]
+                / meta["macs_per_step"]["value"],
+            }
+        )
+    header = (
+        f"{'model':8} {'input':13} {'params':>10} {'(pub.)':>10} {'clip':>7} {'(pub.)':>7} "
+        f"{'step':>6} {'mean':>6} {'pub.conv':>8} {'(pub.)':>6} {'reduct.':>7} {'(pub.)':>6}"
+    )
+    print("GMACs (multiply-accumulates) per sample, ptflops module hooks, functional ops off")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['model']:8} {r['input']:13} {r['params']:10d} {r['params_published']:10d} "
+            f"{r['clip_gmacs']:7.3f} {r['clip_gmacs_published']:7.2f} {r['step_gmacs']:6.3f} "
+            f"{r['step_gmacs_mean']:6.3f} {r['step_gmacs_published_convention']:8.3f} "
+            f"{r['step_gmacs_published']:6.2f} {r['reduction']:6.1f}x "
+            f"{r['reduction_published']:5.1f}x"
+        )
+    return rows
+
+
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cozoo.benchmark",
@@ -217,8 +275,11 @@ def main(argv: List[str] | None = None) -> None:
         "--compile", action="store_true", help="also time torch.compile of the step (slow start)"
     )
     core.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    flops = sub.add_parser("flops", help="params and MACs of the model zoo vs the published")
+    flops.add_argument("--pattern", default="*", help="model names, e.g. 'cox3d_*'")
+    flops.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    rows = run_core(args)
+    rows = run_core(args) if args.suite == "core" else run_flops(args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))
