@@ -77,6 +77,7 @@ class _ContinualConv(SlidingWindow):
         if temporal_fill is None:
             temporal_fill = "replicate" if self.padding_mode == "replicate" else "zeros"
         self._init_window(kernel[0], self.stride[0], t_pad, dilation[0], temporal_fill)
+        self._depthwise = self.groups > 1 and self.groups == self.in_channels and self._dims > 1
 
         spatial = pads[1:]
         needs_pre_pad = self.padding_mode != "zeros" or any(lt != rt for lt, rt in spatial)
@@ -115,7 +116,22 @@ class _ContinualConv(SlidingWindow):
         return F.pad(x, flat + [0, 0], mode=mode)
 
     def _window_output(self, window: Sequence[Tensor]) -> Tensor:
-        merged = torch.stack(self._used(window), 2).flatten(1, 2)  # (B, C*k, *S)
+        used = self._used(window)
+        if self._depthwise and len(used) > 1:
+            # Depthwise kernels have a direct implementation that beats the merged form (which
+            # becomes a grouped conv with k input channels per group): run it on the k taps.
+            taps = torch.stack(used, 2)  # (B, C, k, *S)
+            return _CONV[self._dims](
+                taps,
+                self.weight,
+                self.bias,
+                (1,) + tuple(self.stride[1:]),
+                (0,) + self._spatial_padding,
+                (1,) + tuple(self.dilation[1:]),
+                self.groups,
+            ).squeeze(2)
+        # One tap needs no copy; k taps are stacked as channels: (B, C*k, *S).
+        merged = used[0] if len(used) == 1 else torch.stack(used, 2).flatten(1, 2)
         weight = self.weight.flatten(1, 2)  # (C', C/g*k, *kS)
         if self._dims == 1:
             if self.groups == 1:

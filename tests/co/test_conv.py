@@ -579,3 +579,35 @@ def test_step_state_holds_raw_frames_not_k_squared_partials(tensors_of):
     state = m.get_state()
     numel = sum(t.numel() for t in tensors_of(state))
     assert numel <= (m.receptive_field - 1) * x[:, :, 0].numel()
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, shape",
+    [
+        (co.Conv3d, dict(kernel_size=3, padding=1, stride=(1, 2, 2)), (2, 6, 9, 7, 7)),
+        (
+            co.Conv3d,
+            dict(kernel_size=(5, 3, 3), padding=(2, 2, 2), dilation=(1, 2, 2)),
+            (1, 6, 9, 8, 8),
+        ),
+        (
+            co.Conv3d,
+            dict(kernel_size=(3, 1, 1), dilation=(2, 1, 1), padding=(2, 0, 0)),
+            (2, 6, 9, 4, 4),
+        ),
+        (co.Conv2d, dict(kernel_size=3, padding=1, stride=(1, 2)), (2, 6, 9, 7)),
+    ],
+)
+def test_depthwise_steps_match_forward(cls, kwargs, shape):
+    """Depthwise kernels step through the direct depthwise op on the taps (not the merged form)."""
+    conv = cls(6, 6, groups=6, **kwargs)
+    assert conv._depthwise
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        ref = conv(x)
+        torch.testing.assert_close(conv.forward_steps(x, pad_end=True), ref, atol=1e-5, rtol=1e-5)
+        conv.clean_state()
+        outs = [conv.forward_step(x[:, :, t]) for t in range(shape[2])]
+    steps = torch.stack([o for o in outs if o is not None], 2)
+    assert outs[conv.delay] is not None and all(o is None for o in outs[: conv.delay])
+    torch.testing.assert_close(steps, ref[:, :, : steps.shape[2]], atol=1e-5, rtol=1e-5)
