@@ -1,4 +1,22 @@
-"""Benchmarks, measured side by side in one process: ``python -m cozoo.benchmark core|flops``.
+"""Benchmarks, measured side by side in one process:
+``python -m cozoo.benchmark [speed|core|flops] [KEY=VALUE ...]`` (a Hydra app; config
+``cozoo/recipes/benchmark.yaml``; ``core`` is short for ``suite=core``)::
+
+    python -m cozoo.benchmark                                   # speed table of the zoo
+    python -m cozoo.benchmark suite=speed models=[cox3d_m] batch_sizes=[1,8] threads=[1,0] \
+        repeats=10 save=true                                    # 0 threads: torch's default
+    python -m cozoo.benchmark core
+    python -m cozoo.benchmark flops pattern='cox3d_*'
+
+``speed`` (``bench_speed``) times each zoo model's regular clip forward (the regular network,
+X3D-M etc., with the same weights) against its continual ``forward_step`` as interleaved pairs
+at the published input, per batch size and thread count, and prints ms per clip and per step,
+the measured speed-up (targets: CoX3D-S 9x, CoX3D-M 12x, CoX3D-L 13x), the FLOPs reduction and
+the share of it realised, memory per stream (state; weights + input + state + peak allocation
+of one call), the time to warm up the state, steps/s of a continual evaluation over a long video,
+optionally what ``torch.compile`` of the step adds (``compile=true``: minutes per model), and the
+published figures (weights' meta; clip models: ``cozoo.figures.CLIP_MODELS``). ``save=true``
+writes the rows as CSV and JSON under ``results_dir`` (``results/``).
 
 ``flops`` prints the model zoo's params and MACs per clip and per step next to the published
 values (see ``run_flops``).
@@ -12,23 +30,29 @@ values (see ``run_flops``).
 - **chunk**: ``forward_steps`` over ``T`` frames against ``forward`` over the same frames, for a
   conv stack and for a conv + 64-wide average pool stack.
 
-Each pair is timed interleaved (A, B, A, B, ...); the table reports medians, the spread
+Each pair is timed interleaved (A, B, A, B, ...); the tables report medians, the spread
 (interquartile range over the median) and the machine's load average.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import copy
+import csv
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Sequence
 
+import hydra
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 
 from cozoo import co
@@ -42,17 +66,26 @@ def _time_once(fn: Callable[[], object], inner: int) -> float:
 
 
 def interleaved(
-    first: Callable[[], object], second: Callable[[], object], repeats: int, inner: int
+    first: Callable[[], object],
+    second: Callable[[], object],
+    repeats: int,
+    inner: int,
+    inner_second: int | None = None,
+    warmup: int = 3,
 ) -> Dict[str, float]:
-    """Median seconds per call of two functions timed in alternation, and their spreads."""
-    for _ in range(3):
+    """Median milliseconds per call of two functions timed in alternation (A, B, A, B, ...),
+    their spreads and the median of the per-pair ratios A/B. Each sample is the mean of
+    ``inner`` calls of A (``inner_second`` calls of B, default ``inner``), after ``warmup``
+    calls of each."""
+    inner_second = inner if inner_second is None else inner_second
+    for _ in range(warmup):
         first()
         second()
     a: List[float] = []
     b: List[float] = []
     for _ in range(repeats):
         a.append(_time_once(first, inner))
-        b.append(_time_once(second, inner))
+        b.append(_time_once(second, inner_second))
     ratios = sorted(x / y for x, y in zip(a, b))
     return {
         "a_ms": statistics.median(a) * 1e3,
@@ -64,6 +97,9 @@ def interleaved(
 
 
 def _spread(samples: List[float]) -> float:
+    """Interquartile range over the median (0 for fewer than 2 samples)."""
+    if len(samples) < 2:
+        return 0.0
     q = statistics.quantiles(samples, n=4)
     return (q[2] - q[0]) / statistics.median(samples)
 
@@ -183,7 +219,7 @@ def print_table(rows: List[dict]) -> None:
         )
 
 
-def run_core(args: argparse.Namespace) -> List[dict]:
+def run_core(args: Any) -> List[dict]:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     with torch.inference_mode():
@@ -202,7 +238,7 @@ def run_core(args: argparse.Namespace) -> List[dict]:
     return rows
 
 
-def run_flops(args: argparse.Namespace) -> List[dict]:
+def run_flops(args: Any) -> List[dict]:
     """Params and MACs of every zoo model at its published input, next to the published values.
 
     Counted with ptflops on the meta device (shapes only, no arithmetic), so the whole table takes
@@ -257,33 +293,558 @@ def run_flops(args: argparse.Namespace) -> List[dict]:
     return rows
 
 
+# --------------------------------------------------------------------------------------------
+# speed: the model zoo, regular clip forward vs continual step
+# --------------------------------------------------------------------------------------------
+
+#: Targets of the issue: a step at least this many times faster than the regular network's clip
+#: forward with the same weights (1 thread and the default threads, batch 1 and 8).
+SPEEDUP_TARGETS: Dict[str, float] = {"cox3d_s": 9.0, "cox3d_m": 12.0, "cox3d_l": 13.0}
+
+_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``0``/None: torch's default thread count (at import); else ``threads``."""
+    return _DEFAULT_THREADS if not threads else int(threads)
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def state_bytes(state: object) -> int:
+    """Bytes of the distinct storages behind the tensors of a (nested) state."""
+    from cozoo.co.export import flatten_state
+
+    tensors, _ = flatten_state(state)
+    storages = {}
+    for t in tensors:
+        storage = t.untyped_storage()
+        storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+    return sum(storages.values())
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ logging included) for the duration of the block."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_allocated_bytes(fn: Callable[[], object]) -> int:
+    """Peak of the CPU memory allocated while ``fn()`` runs, above what was allocated before.
+
+    Replays the allocations and frees recorded by ``torch.profiler(profile_memory=True)`` in
+    time order (an operator's own allocations count at its start).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr():  # kineto logs its start/stop (and the missing GPU) to fd 2
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        if event.name == "[memory]":
+            current += event.cpu_memory_usage
+        else:
+            current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def _gmacs(name: str, pool_size: int, shape: Sequence[int]) -> Dict[str, float]:
+    """Our MAC counts (per sample, GMACs) of a clip and of a step (peak and mean)."""
+    from cozoo.co.flops import complexity
+    from cozoo.models import create_model
+
+    try:
+        model = create_model(name, pool_size=pool_size).eval().to("meta")
+        c = complexity(model, (1,) + tuple(shape[1:]))
+    except ImportError:  # ptflops missing
+        nan = float("nan")
+        return {"clip_gmacs": nan, "step_gmacs": nan, "step_gmacs_peak": nan}
+    return {
+        "clip_gmacs": c.clip_macs / 1e9,
+        "step_gmacs": c.step_macs_mean / 1e9,
+        "step_gmacs_peak": c.step_macs / 1e9,
+    }
+
+
+def _published(name: str, pool_size: int, meta: Mapping[str, Any]) -> Dict[str, Any]:
+    from cozoo.figures import CLIP_MODELS, CONTINUAL_PUBLISHED
+
+    clip = CLIP_MODELS.get(name)
+    co_mem, co_cpu = CONTINUAL_PUBLISHED.get((name, pool_size), (None, None))
+    clip_gmacs, step_gmacs = meta["macs_per_clip"]["value"], meta["macs_per_step"]["value"]
+    return {
+        "published_top1": meta["published"]["per_pool_size"].get(pool_size),
+        "published_clip_model": None if clip is None else clip.label,
+        "published_clip_top1": None if clip is None else clip.top1,
+        "published_clip_gmacs": clip_gmacs,
+        "published_step_gmacs": step_gmacs,
+        "published_reduction": clip_gmacs / step_gmacs,
+        "published_clip_memory_mb": None if clip is None else clip.memory_mb,
+        "published_step_memory_mb": co_mem,
+        "published_cpu_speedup": None
+        if clip is None or co_cpu is None
+        else co_cpu / clip.cpu_clips_per_s,
+    }
+
+
+def bench_speed(
+    name: str,
+    *,
+    pool_size: int = 64,
+    batch: int = 1,
+    threads: int = 1,
+    repeats: int = 5,
+    frames: int | None = None,
+    crop: int | None = None,
+    step_inner: int = 4,
+    warmup: int = 1,
+    video_frames: int = 0,
+    memory: bool = True,
+    compile: bool = False,
+    weights: str | None = None,
+) -> dict:
+    """One row of the speed table: ``name``'s regular clip forward against its continual step,
+    same module and weights, timed as interleaved pairs (clip, ``step_inner`` steps, clip, ...).
+
+    The input is the published one (``meta["macs_per_clip"]["input"]``) unless ``frames`` /
+    ``crop`` are given. The continual model is warmed up (``warm_up``, timed) before the pairs,
+    so every timed step is a steady-state step. ``video_frames`` > 0 also runs a continual
+    evaluation of a video that long from a clean state (steps/s, warm-up included);
+    ``compile`` times ``torch.compile`` of the pure step (``StepFunction``) against eager.
+    ``weights`` (e.g. ``"DEFAULT"``) loads a checkpoint; by default the weights are random
+    (the speed does not depend on their values).
+    """
+    from cozoo.models import create_model, get_model_weights
+
+    threads = resolve_threads(threads)
+    torch.set_num_threads(threads)
+    meta = get_model_weights(name).DEFAULT.meta
+    _, t_pub, h_pub, w_pub = meta["macs_per_clip"]["input"]
+    t = int(frames or t_pub)
+    h, w = (int(crop), int(crop)) if crop else (int(h_pub), int(w_pub))
+    shape = (batch, 3, t, h, w)
+    torch.manual_seed(0)
+    model = create_model(name, pool_size=pool_size, weights=weights).eval()
+    clip = torch.randn(shape)
+    stream = torch.randn(4, batch, 3, h, w)  # frames cycled through by the steps
+    counter = iter(range(1 << 62))
+
+    def step() -> object:
+        return model.forward_step(stream[next(counter) % len(stream)])
+
+    def forward() -> object:
+        return model(clip)
+
+    row: Dict[str, Any] = {
+        "model": name,
+        "pool_size": pool_size,
+        "input": f"{t}x{h}x{w}",
+        "published_input": (t, h, w) == (t_pub, h_pub, w_pub),
+        "batch": batch,
+        "threads": threads,
+        "load_before": load_average(),
+    }
+    with torch.inference_mode():
+        model.clean_state()
+        start = time.perf_counter()
+        model.warm_up(stream.shape[1:])
+        row["warmup_steps"] = int(model.delay)
+        row["warmup_s"] = time.perf_counter() - start
+
+        r = interleaved(forward, step, repeats, inner=1, inner_second=step_inner, warmup=warmup)
+        row.update(
+            clip_ms=r["a_ms"],
+            clip_spread=r["a_spread"],
+            step_ms=r["b_ms"],
+            step_spread=r["b_spread"],
+            clip_ms_per_stream=r["a_ms"] / batch,
+            step_ms_per_stream=r["b_ms"] / batch,
+            speedup=r["ratio"],
+        )
+        target = SPEEDUP_TARGETS.get(name)
+        row["target"] = target
+        row["meets_target"] = None if target is None else bool(r["ratio"] >= target)
+        row["batch1_step_ms"] = row["stream_frame_gain"] = None
+        if batch > 1:
+            row.update(_against_batch1(model, stream, step, repeats, step_inner, warmup))
+        row.update(_gmacs(name, pool_size, shape))
+        row["flops_reduction"] = row["clip_gmacs"] / row["step_gmacs"]
+        row["realised"] = row["speedup"] / row["flops_reduction"]
+
+        weights = sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers())
+        state = state_bytes(model.get_state())
+        row["weights_mb"] = weights / 1e6
+        row["state_mb_per_stream"] = state / batch / 1e6
+        if memory:
+            clip_peak = peak_allocated_bytes(forward)
+            step_peak = peak_allocated_bytes(step)
+            frame_bytes = stream[0].nbytes
+            row["clip_memory_mb_per_stream"] = (weights + clip.nbytes + clip_peak) / batch / 1e6
+            row["step_memory_mb_per_stream"] = (
+                (weights + state + frame_bytes + step_peak) / batch / 1e6
+            )
+        else:
+            row["clip_memory_mb_per_stream"] = row["step_memory_mb_per_stream"] = None
+
+        row.update(compile_s=None, compiled_step_ms=None, compile_speedup=None, compile_error=None)
+        if compile:
+            row.update(_bench_compiled_step(model, stream, step, repeats, step_inner))
+        row["video_frames"] = int(video_frames)
+        row["video_steps_per_s"] = None
+        if video_frames > 0:
+            model.clean_state()
+            start = time.perf_counter()
+            for _ in range(video_frames):
+                step()
+            row["video_steps_per_s"] = video_frames / (time.perf_counter() - start)
+
+    row.update(_published(name, pool_size, meta))
+    row["load_after"] = load_average()
+    return row
+
+
+def _against_batch1(
+    model: nn.Module,
+    stream: torch.Tensor,
+    step: Callable,
+    repeats: int,
+    inner: int,
+    warmup: int,
+) -> Dict[str, float]:
+    """A step of ``model`` at batch B against a step of a copy at batch 1 (same weights, both
+    warmed up), interleaved: ``stream_frame_gain`` = batch-1 ms / (batch-B ms / B)."""
+    single = copy.deepcopy(model)
+    single.clean_state()
+    frame = stream[:1, :1].squeeze(0).clone()
+    single.warm_up(frame.shape)
+    batch = stream.shape[1]
+    r = interleaved(step, lambda: single.forward_step(frame), repeats, inner=inner, warmup=warmup)
+    return {"batch1_step_ms": r["b_ms"], "stream_frame_gain": batch / r["ratio"]}
+
+
+def _bench_compiled_step(
+    model: nn.Module, stream: torch.Tensor, eager_step: Callable, repeats: int, inner: int
+) -> Dict[str, Any]:
+    """``torch.compile(StepFunction(model))``: compile time, ms per step, speed-up vs eager."""
+    from cozoo.co.export import StepFunction, initial_state
+
+    try:
+        compiled = torch.compile(StepFunction(model, stream[0]).eval())
+        state = initial_state(model, stream[0])
+        start = time.perf_counter()
+        _, _, *state = compiled(stream[0], *state)
+        compile_s = time.perf_counter() - start
+        counter = iter(range(1 << 62))
+
+        def compiled_step() -> None:
+            nonlocal state
+            _, _, *state = compiled(stream[next(counter) % len(stream)], *state)
+
+        r = interleaved(compiled_step, eager_step, max(repeats, 3), inner=inner, warmup=1)
+    except Exception as error:  # noqa: BLE001 - report, do not abort the table
+        return {"compile_error": f"{type(error).__name__}: {error}"[:300]}
+    return {
+        "compile_s": compile_s,
+        "compiled_step_ms": r["a_ms"],
+        "compile_speedup": 1 / r["ratio"],
+    }
+
+
+def _fmt(value: Any, spec: str, suffix: str = "") -> str:
+    """``value`` formatted with ``spec`` + ``suffix``; "-" for None/NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return format(value, spec) + suffix
+
+
+def print_speed_table(rows: List[dict]) -> None:
+    """The speed table, the memory/stream table and the published figures."""
+    header = (
+        f"{'model':8} {'P':>3} {'input':11} {'B':>2} {'thr':>3} {'clip ms':>9} {'±':>4} "
+        f"{'step ms':>8} {'±':>4} {'ms/stream-frame':>15} {'speedup':>7} {'target':>6} "
+        f"{'FLOPs red.':>10} {'realised':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        target = "-" if r["target"] is None else f">={r['target']:g}"
+        if r["meets_target"] is not None:
+            target += " ok" if r["meets_target"] else " NO"
+        print(
+            f"{r['model']:8} {r['pool_size']:3d} {r['input']:11} {r['batch']:2d} "
+            f"{r['threads']:3d} {r['clip_ms']:9.1f} {r['clip_spread']:4.0%} {r['step_ms']:8.2f} "
+            f"{r['step_spread']:4.0%} {r['step_ms_per_stream']:15.2f} {r['speedup']:6.1f}x "
+            f"{target:>6} {_fmt(r['flops_reduction'], '.1f', 'x'):>10} "
+            f"{_fmt(r['realised'], '.0%'):>8}"
+        )
+    print()
+    header = (
+        f"{'model':8} {'B':>2} {'thr':>3} {'state MB/stream':>15} {'mem MB/stream clip':>18} "
+        f"{'step':>6} {'(pub. clip':>10} {'step)':>6} {'warm-up s':>9} {'(steps)':>7} "
+        f"{'video steps/s':>13} {'compile s':>9} {'compiled ms':>11} {'vs eager':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        compiled = (
+            f"{'failed':>9} {'':11} {'':8}"
+            if r.get("compile_error")
+            else f"{_fmt(r['compile_s'], '9.1f'):>9} {_fmt(r['compiled_step_ms'], '11.2f'):>11} "
+            f"{_fmt(r['compile_speedup'], '.2f', 'x'):>8}"
+        )
+        print(
+            f"{r['model']:8} {r['batch']:2d} {r['threads']:3d} {r['state_mb_per_stream']:15.1f} "
+            f"{_fmt(r['clip_memory_mb_per_stream'], '18.1f'):>18} "
+            f"{_fmt(r['step_memory_mb_per_stream'], '6.1f'):>6} "
+            f"{_fmt(r['published_clip_memory_mb'], '10.1f'):>10} "
+            f"{_fmt(r['published_step_memory_mb'], '6.1f'):>6} {r['warmup_s']:9.2f} "
+            f"{r['warmup_steps']:7d} {_fmt(r['video_steps_per_s'], '13.2f'):>13} {compiled}"
+        )
+    print()
+    header = (
+        f"{'model':8} {'P':>3} {'top-1':>6} {'clip model':>13} {'top-1':>6} {'GMACs clip':>10} "
+        f"{'step':>5} {'reduction':>9} {'CPU speedup':>11}"
+    )
+    print("published (weights' meta; clip models and CPU/memory: spec video-models.md §6.1)")
+    print(header)
+    print("-" * len(header))
+    seen = set()
+    for r in rows:
+        if (r["model"], r["pool_size"]) in seen:
+            continue
+        seen.add((r["model"], r["pool_size"]))
+        print(
+            f"{r['model']:8} {r['pool_size']:3d} {_fmt(r['published_top1'], '6.2f'):>6} "
+            f"{r['published_clip_model'] or '-':>13} {_fmt(r['published_clip_top1'], '6.2f'):>6} "
+            f"{r['published_clip_gmacs']:10.2f} {r['published_step_gmacs']:5.2f} "
+            f"{r['published_reduction']:8.1f}x {_fmt(r['published_cpu_speedup'], '.1f', 'x'):>11}"
+        )
+    for line in batch_summary(rows):
+        print(line)
+
+
+def batch_summary(rows: List[dict]) -> List[str]:
+    """Per model and thread count: cost per stream-frame of a batch of B streams vs batch 1
+    (interleaved with a batch-1 copy where measured, else against the batch-1 row)."""
+    lines = []
+    for r in rows:
+        if r["batch"] == 1:
+            continue
+        if r.get("stream_frame_gain") is not None:
+            lines.append(
+                f"{r['model']}, {r['threads']} thread(s), interleaved: a step costs "
+                f"{r['step_ms_per_stream']:.2f} ms per stream-frame at batch {r['batch']} vs "
+                f"{r['batch1_step_ms']:.2f} ms at batch 1 ({r['stream_frame_gain']:.2f}x less)"
+            )
+            continue
+        base = [
+            b
+            for b in rows
+            if b["batch"] == 1
+            and (b["model"], b["threads"], b["input"]) == (r["model"], r["threads"], r["input"])
+        ]
+        if base:
+            b = base[0]
+            lines.append(
+                f"{r['model']}, {r['threads']} thread(s): a step costs "
+                f"{r['step_ms_per_stream']:.2f} ms per stream-frame at batch {r['batch']} vs "
+                f"{b['step_ms_per_stream']:.2f} ms at batch 1 "
+                f"({b['step_ms_per_stream'] / r['step_ms_per_stream']:.2f}x less)"
+            )
+    if lines:
+        lines.insert(0, "")
+    return lines
+
+
+def environment() -> Dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "processor": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "default_threads": _DEFAULT_THREADS,
+        "load_average": load_average(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def run_speed(cfg: Any, stem: str | None = None) -> List[dict]:
+    """The ``speed`` suite: ``bench_speed`` for every model x batch size x thread count; with
+    ``cfg.save`` the rows so far are written after each row (``write_results``)."""
+    models = [cfg.models] if isinstance(cfg.models, str) else list(cfg.models)
+    threads = _as_list(cfg.threads, [1])
+    repeats = cfg.repeats if cfg.repeats is not None else 5
+    load_before = load_average()
+    rows: List[dict] = []
+    stem = stem or f"speed_{time.strftime('%Y%m%d-%H%M%S')}"
+    for name in models:
+        for batch in _as_list(cfg.batch_sizes, [1]):
+            for n in threads:
+                rows.append(
+                    bench_speed(
+                        name,
+                        pool_size=int(cfg.pool_size),
+                        batch=int(batch),
+                        threads=n,
+                        repeats=int(repeats),
+                        frames=cfg.frames,
+                        crop=cfg.crop,
+                        step_inner=int(cfg.step_inner),
+                        warmup=int(cfg.warmup),
+                        video_frames=int(cfg.video_frames),
+                        memory=bool(cfg.memory),
+                        compile=bool(cfg.compile),
+                        weights=cfg.get("weights"),
+                    )
+                )
+                print(_progress(rows[-1]), flush=True)
+                if cfg.save:  # after every row: a long run keeps what it measured
+                    write_results(rows, "speed", cfg.results_dir, cfg, stem=stem)
+    print()
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, default threads {_DEFAULT_THREADS}; load average (1 min) "
+        f"{load_before:.2f} before, {load_average():.2f} after "
+        f"(per row: {min(r['load_before'] for r in rows):.2f}.."
+        f"{max(r['load_after'] for r in rows):.2f}); {repeats} interleaved pairs (clip, "
+        f"{cfg.step_inner} steps) per row; medians, ± = interquartile range / median"
+    )
+    print(
+        "speedup = median over pairs of clip ms / step ms (same weights); FLOPs red. = our "
+        "clip MACs / mean step MACs; realised = speedup / FLOPs red.; mem = weights + input + "
+        "state + peak allocation of one call, per stream"
+    )
+    print_speed_table(rows)
+    return rows
+
+
+def _progress(r: dict) -> str:
+    return (
+        f"  {r['model']} B={r['batch']} threads={r['threads']}: clip {r['clip_ms']:.1f} ms, "
+        f"step {r['step_ms']:.2f} ms, {r['speedup']:.1f}x (load {r['load_after']:.2f})"
+    )
+
+
+def _as_list(value: Any, default: List[int]) -> List[int]:
+    if value is None:
+        return list(default)
+    if isinstance(value, (int, str)):
+        return [int(value)]
+    return [int(v) for v in value]
+
+
+# --------------------------------------------------------------------------------------------
+# the command: python -m cozoo.benchmark [core|flops|speed] [KEY=VALUE ...]
+# --------------------------------------------------------------------------------------------
+SUITES = ("speed", "core", "flops")
+
+
+def write_results(
+    rows: List[dict],
+    suite: str,
+    results_dir: str | Path,
+    cfg: Any = None,
+    stem: str | None = None,
+) -> Dict[str, Path]:
+    """Write ``rows`` as ``{results_dir}/{stem}.csv`` and ``.json`` (default stem:
+    ``{suite}_{time}``; the JSON also holds the environment and the config); returns the two
+    paths."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = results_dir / (stem or f"{suite}_{time.strftime('%Y%m%d-%H%M%S')}")
+    config = None
+    if cfg is not None:
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    paths = {"csv": stem.with_suffix(".csv"), "json": stem.with_suffix(".json")}
+    paths["json"].write_text(
+        json.dumps(
+            {"suite": suite, "environment": environment(), "config": config, "rows": rows},
+            indent=2,
+            default=str,
+        )
+    )
+    columns: List[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return paths
+
+
+def run(cfg: Any) -> List[dict]:
+    """Run the suite ``cfg.suite`` of a composed ``benchmark`` config; print, maybe save."""
+    suite = str(cfg.suite)
+    stem = f"{suite}_{time.strftime('%Y%m%d-%H%M%S')}"
+    if suite == "speed":
+        rows = run_speed(cfg, stem)
+    elif suite == "core":
+        rows = []
+        for n in _as_list(cfg.threads, [1]):
+            args = SimpleNamespace(
+                threads=resolve_threads(n),
+                repeats=int(cfg.repeats if cfg.repeats is not None else 30),
+                **{k: cfg.core[k] for k in ("layers", "channels", "size", "frames", "compile")},
+            )
+            rows += run_core(args)
+    elif suite == "flops":
+        rows = run_flops(SimpleNamespace(pattern=str(cfg.pattern)))
+    else:
+        raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
+    if cfg.save:
+        paths = write_results(rows, suite, cfg.results_dir, cfg, stem)
+        print(f"wrote {paths['csv']} and {paths['json']}")
+    if cfg.get("json"):
+        path = Path(str(cfg.json))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=2, default=str))
+        print(f"wrote {path}")
+    return rows
+
+
+@hydra.main(config_path="recipes", config_name="benchmark", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def shorthand_argv(argv: Sequence[str]) -> List[str]:
+    """``core`` / ``flops`` / ``speed`` as the first argument -> ``suite=...`` (Hydra takes
+    no positional arguments)."""
+    argv = list(argv)
+    if argv and argv[0] in SUITES:
+        argv[0] = f"suite={argv[0]}"
+    return argv
+
+
 def main(argv: List[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m cozoo.benchmark",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="suite", required=True)
-    core = sub.add_parser("core", help="continual layers vs the raw tensor work")
-    core.add_argument("--threads", type=int, default=1)
-    core.add_argument("--repeats", type=int, default=30)
-    core.add_argument("--layers", type=int, default=10)
-    core.add_argument("--channels", type=int, default=16)
-    core.add_argument("--size", type=int, default=32)
-    core.add_argument("--frames", type=int, default=128)
-    core.add_argument(
-        "--compile", action="store_true", help="also time torch.compile of the step (slow start)"
-    )
-    core.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    flops = sub.add_parser("flops", help="params and MACs of the model zoo vs the published")
-    flops.add_argument("--pattern", default="*", help="model names, e.g. 'cox3d_*'")
-    flops.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    args = parser.parse_args(argv)
-    rows = run_core(args) if args.suite == "core" else run_flops(args)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
-        print(f"wrote {args.json}")
+    """``python -m cozoo.benchmark [core|flops|speed] [KEY=VALUE ...]`` (Hydra overrides)."""
+    args = shorthand_argv(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0], *args]
+    _hydra_main()
 
 
 if __name__ == "__main__":

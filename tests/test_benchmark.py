@@ -1,0 +1,142 @@
+"""``python -m cozoo.benchmark`` (Hydra app: speed / core / flops) and ``python -m cozoo.figures``.
+
+Fast: the speed suite runs on CoX3D-S at 4x32x32 with one repeat.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from cozoo import benchmark, figures
+
+SPEED_COLUMNS = {
+    # identity
+    "model", "pool_size", "input", "published_input", "batch", "threads",
+    # timing, speed-up vs FLOPs reduction
+    "clip_ms", "clip_spread", "step_ms", "step_spread", "clip_ms_per_stream",
+    "step_ms_per_stream", "speedup", "target", "meets_target", "clip_gmacs", "step_gmacs",
+    "step_gmacs_peak", "flops_reduction", "realised", "batch1_step_ms", "stream_frame_gain",
+    # memory, warm-up, long video, torch.compile
+    "weights_mb", "state_mb_per_stream", "clip_memory_mb_per_stream",
+    "step_memory_mb_per_stream", "warmup_steps", "warmup_s", "video_frames",
+    "video_steps_per_s", "compile_s", "compiled_step_ms", "compile_speedup", "compile_error",
+    # published (weights' meta, spec §6.1)
+    "published_top1", "published_clip_model", "published_clip_top1", "published_clip_gmacs",
+    "published_step_gmacs", "published_reduction", "published_clip_memory_mb",
+    "published_step_memory_mb", "published_cpu_speedup",
+    # machine load
+    "load_before", "load_after",
+}  # fmt: skip
+
+TINY = ["models=[cox3d_s]", "frames=4", "crop=32", "repeats=1", "video_frames=4"]
+
+
+def compose_benchmark(*overrides: str):
+    with initialize_config_module("cozoo.recipes", version_base="1.3"):
+        return compose("benchmark", overrides=list(overrides))
+
+
+def test_config_defaults_are_the_zoo_speed_table():
+    cfg = compose_benchmark()
+    assert cfg.suite == "speed"
+    assert list(cfg.models) == ["cox3d_s", "cox3d_m", "cox3d_l", "coslow", "coi3d"]
+    assert cfg.pool_size == 64 and list(cfg.batch_sizes) == [1] and not cfg.save
+
+
+def test_speed_suite_row_has_every_column_and_saves_csv_json(tmp_path: Path, capsys):
+    results = tmp_path / "results"
+    cfg = compose_benchmark(*TINY, "save=true", f"results_dir={results}")
+    rows = benchmark.run(cfg)
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(row) == SPEED_COLUMNS
+    assert row["model"] == "cox3d_s" and row["input"] == "4x32x32" and not row["published_input"]
+    assert row["batch"] == 1 and row["threads"] == 1 and row["target"] == 9.0
+    for key in ("clip_ms", "step_ms", "speedup", "flops_reduction", "realised", "warmup_s"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert row["speedup"] == pytest.approx(row["clip_ms"] / row["step_ms"], rel=1e-6)
+    assert row["state_mb_per_stream"] > 0
+    assert row["step_memory_mb_per_stream"] > row["state_mb_per_stream"]
+    assert row["clip_memory_mb_per_stream"] > row["weights_mb"]
+    assert row["warmup_steps"] == 91 and row["video_steps_per_s"] > 0
+    assert row["published_top1"] == 67.33 and row["published_clip_top1"] == 64.71
+    assert row["published_reduction"] == pytest.approx(2.06 / 0.17)
+
+    out = capsys.readouterr().out
+    for header in ("speedup", "FLOPs red.", "realised", "state MB/stream", "load average"):
+        assert header in out
+
+    (csv_path,) = results.glob("speed_*.csv")
+    (json_path,) = results.glob("speed_*.json")
+    with csv_path.open() as f:
+        (written,) = list(csv.DictReader(f))
+    assert set(written) == SPEED_COLUMNS and written["model"] == "cox3d_s"
+    data = json.loads(json_path.read_text())
+    assert data["suite"] == "speed" and data["config"]["models"] == ["cox3d_s"]
+    assert data["rows"][0]["clip_ms"] == row["clip_ms"]
+    assert {"torch", "cores", "load_average"} <= set(data["environment"])
+
+
+def test_speed_suite_batch_row_is_compared_with_batch_1_interleaved(capsys):
+    cfg = compose_benchmark(*TINY, "batch_sizes=[2]", "memory=false", "video_frames=0")
+    (row,) = benchmark.run(cfg)
+    assert row["batch"] == 2 and row["batch1_step_ms"] > 0 and row["stream_frame_gain"] > 0
+    assert row["step_ms_per_stream"] == pytest.approx(row["step_ms"] / 2)
+    assert row["clip_memory_mb_per_stream"] is None and row["video_steps_per_s"] is None
+    assert "interleaved: a step costs" in capsys.readouterr().out
+
+
+def test_batch_summary_compares_cost_per_stream_frame():
+    rows = [
+        {"model": "m", "threads": 1, "input": "x", "batch": 1, "step_ms_per_stream": 4.0},
+        {"model": "m", "threads": 1, "input": "x", "batch": 8, "step_ms_per_stream": 1.0},
+    ]
+    (line,) = benchmark.batch_summary(rows)[1:]
+    assert "batch 8" in line and "4.00x less" in line
+
+
+def test_shorthands_map_to_the_suite_override():
+    assert benchmark.shorthand_argv(["core"]) == ["suite=core"]
+    assert benchmark.shorthand_argv(["flops", "pattern=cox3d_s"]) == [
+        "suite=flops",
+        "pattern=cox3d_s",
+    ]
+    assert benchmark.shorthand_argv(["repeats=3"]) == ["repeats=3"]
+
+
+def test_command_line_flops_shorthand(monkeypatch, tmp_path: Path, capsys):
+    out = tmp_path / "flops.json"
+    monkeypatch.setattr(sys, "argv", ["cozoo.benchmark"])
+    benchmark.main(["flops", "pattern=cox3d_s", f"json={out}"])
+    assert "cox3d_s" in capsys.readouterr().out
+    assert json.loads(out.read_text())[0]["model"] == "cox3d_s"
+
+
+def test_peak_allocated_bytes_sees_a_temporary():
+    def work() -> float:
+        return float(torch.ones(1_000_000).sum())  # 4 MB, freed before returning
+
+    assert benchmark.peak_allocated_bytes(work) >= 4_000_000
+
+
+def test_figure_points_come_from_meta_and_the_published_clip_models():
+    points = figures.accuracy_vs_flops_points(["cox3d_m"])
+    clip = [p for p in points if p["kind"] == "clip"]
+    co = {p["pool_size"]: p for p in points if p["kind"] == "continual"}
+    assert [(p["label"], p["top1"], p["gmacs"]) for p in clip] == [("X3D-M", 67.24, 4.97)]
+    assert co[64]["top1"] == 71.03 and co[16]["top1"] == 62.8 and co[64]["gmacs"] == 0.33
+
+
+def test_figure_command_writes_a_png(tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "docs" / "accuracy_vs_flops.png"
+    figures.main(["accuracy_vs_flops", "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
