@@ -434,11 +434,7 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         """
         self._check_step_kwargs(kwargs)
         x = query if key is None and value is None else (query, key, value)
-        y, valid, state = self._step(x, self.get_state(), True)
-        if update_state:
-            self.set_state(state)
-        object.__setattr__(self, "_co_last_valid", valid)
-        return finalize_step_output(y, valid)
+        return CoModule.forward_step(self, x, update_state)
 
     def forward_steps(
         self,
