@@ -656,7 +656,7 @@ def batch_summary(rows: List[dict]) -> List[str]:
             lines.append(
                 f"{r['model']}, {r['threads']} thread(s), interleaved: a step costs "
                 f"{r['step_ms_per_stream']:.2f} ms per stream-frame at batch {r['batch']} vs "
-                f"{r['batch1_step_ms']:.2f} ms at batch 1 ({r['stream_frame_gain']:.2f}x less)"
+                f"{r['batch1_step_ms']:.2f} ms at batch 1 ({_less(r['stream_frame_gain'])})"
             )
             continue
         base = [
@@ -671,11 +671,15 @@ def batch_summary(rows: List[dict]) -> List[str]:
                 f"{r['model']}, {r['threads']} thread(s): a step costs "
                 f"{r['step_ms_per_stream']:.2f} ms per stream-frame at batch {r['batch']} vs "
                 f"{b['step_ms_per_stream']:.2f} ms at batch 1 "
-                f"({b['step_ms_per_stream'] / r['step_ms_per_stream']:.2f}x less)"
+                f"({_less(b['step_ms_per_stream'] / r['step_ms_per_stream'])})"
             )
     if lines:
         lines.insert(0, "")
     return lines
+
+
+def _less(gain: float) -> str:
+    return f"{gain:.2f}x less" if gain >= 1 else f"{1 / gain:.2f}x MORE"
 
 
 def environment() -> Dict[str, Any]:
