@@ -424,6 +424,7 @@ def bench_speed(
     memory: bool = True,
     compile: bool = False,
     weights: str | None = None,
+    fuse_bn: bool = False,
 ) -> dict:
     """One row of the speed table: ``name``'s regular clip forward against its continual step,
     same module and weights, timed as interleaved pairs (clip, ``step_inner`` steps, clip, ...).
@@ -434,7 +435,8 @@ def bench_speed(
     evaluation of a video that long from a clean state (steps/s, warm-up included);
     ``compile`` times ``torch.compile`` of the pure step (``StepFunction``) against eager.
     ``weights`` (e.g. ``"DEFAULT"``) loads a checkpoint; by default the weights are random
-    (the speed does not depend on their values).
+    (the speed does not depend on their values). ``fuse_bn`` folds the BatchNorms into the
+    convolutions (``co.fuse_batch_norm``) of the one model that both sides run.
     """
     from cozoo.models import create_model, get_model_weights
 
@@ -447,6 +449,8 @@ def bench_speed(
     shape = (batch, 3, t, h, w)
     torch.manual_seed(0)
     model = create_model(name, pool_size=pool_size, weights=weights).eval()
+    if fuse_bn:
+        model = co.fuse_batch_norm(model, inplace=True)
     clip = torch.randn(shape)
     stream = torch.randn(4, batch, 3, h, w)  # frames cycled through by the steps
     counter = iter(range(1 << 62))
@@ -464,6 +468,7 @@ def bench_speed(
         "published_input": (t, h, w) == (t_pub, h_pub, w_pub),
         "batch": batch,
         "threads": threads,
+        "fuse_bn": bool(fuse_bn),
         "load_before": load_average(),
     }
     with torch.inference_mode():
@@ -720,6 +725,7 @@ def run_speed(cfg: Any, stem: str | None = None) -> List[dict]:
                         memory=bool(cfg.memory),
                         compile=bool(cfg.compile),
                         weights=cfg.get("weights"),
+                        fuse_bn=bool(cfg.get("fuse_bn", False)),
                     )
                 )
                 print(_progress(rows[-1]), flush=True)
@@ -737,7 +743,8 @@ def run_speed(cfg: Any, stem: str | None = None) -> List[dict]:
     print(
         "speedup = median over pairs of clip ms / step ms (same weights); FLOPs red. = our "
         "clip MACs / mean step MACs; realised = speedup / FLOPs red.; mem = weights + input + "
-        "state + peak allocation of one call, per stream"
+        "state + peak allocation of one call, per stream; BatchNorm "
+        + ("folded into the convolutions of both sides" if cfg.get("fuse_bn") else "not folded")
     )
     print_speed_table(rows)
     return rows

@@ -19,7 +19,7 @@ from cozoo import benchmark, figures
 
 SPEED_COLUMNS = {
     # identity
-    "model", "pool_size", "input", "published_input", "batch", "threads",
+    "model", "pool_size", "input", "published_input", "batch", "threads", "fuse_bn",
     # timing, speed-up vs FLOPs reduction
     "clip_ms", "clip_spread", "step_ms", "step_spread", "clip_ms_per_stream",
     "step_ms_per_stream", "speedup", "target", "meets_target", "clip_gmacs", "step_gmacs",

@@ -19,6 +19,7 @@ from .container import (
 from .conv import Conv1d, Conv2d, Conv3d
 from .convert import continual, forward_stepping
 from .delay import Delay, Skip
+from .fuse import fuse_batch_norm
 from .linear import Linear
 from .module import CallMode, CoModule, StepShapeError, call_mode
 from .pooling import (
@@ -106,6 +107,7 @@ __all__ = [
     "flops",
     "flat_state_dict",
     "forward_stepping",
+    "fuse_batch_norm",
     "load_state_dict",
     "logging",
     "onnx",

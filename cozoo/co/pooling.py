@@ -24,12 +24,14 @@ refused at construction with a ValueError instead of being ignored.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .conv import _is_channels_last
 from .module import Stateless, Valid, in_tensor_mode, select_rows
 from .window import SlidingWindow, WindowState
 
@@ -97,17 +99,18 @@ class _ContinualPool(SlidingWindow):
         if self._dims == 1:
             return x
         # The same kernel as the clip path, on a one-frame clip: steps and chunks agree exactly.
-        return self._spatial_clip(x.unsqueeze(2)).squeeze(2)
+        y = self._spatial_clip(x.unsqueeze(2)).squeeze(2)
+        if y is not x and _is_channels_last(x):
+            y = y.contiguous(memory_format=torch.channels_last)  # keep the caller's layout
+        return y
 
     # ---- temporal reduction -----------------------------------------------------------------
     def _window_output(self, window: Sequence[Tensor]) -> Tensor:
         used = self._used(window)
-        if len(used) == 1:
-            return used[0] if self._is_max else used[0] / self._divisor
-        stacked = torch.stack(tuple(used), 0)
+        # Elementwise folds (no stacked copy) keep the frames' memory layout (channels-last).
         if self._is_max:
-            return stacked.amax(0)
-        return stacked.sum(0) / self._divisor
+            return functools.reduce(torch.maximum, used)
+        return functools.reduce(torch.add, used) / self._divisor
 
     def _clip_output(self, frames: Tensor) -> Tensor:
         """Temporal pooling (no padding, temporal stride) of prepared frames ``(B, C, T', *S')``."""
@@ -141,7 +144,7 @@ class _ContinualPool(SlidingWindow):
 
     @staticmethod
     def _exact_sum(frames: Sequence[Tensor]) -> Tensor:
-        return torch.stack(tuple(frames), 0).sum(0)
+        return functools.reduce(torch.add, frames)
 
     # Average pools keep ``extra = (S, age)``: ``S`` the sum of the cached frames, re-summed
     # exactly from them every ``N-1`` steps (``age`` counts to that) so that rounding error

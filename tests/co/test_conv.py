@@ -611,3 +611,66 @@ def test_depthwise_steps_match_forward(cls, kwargs, shape):
     steps = torch.stack([o for o in outs if o is not None], 2)
     assert outs[conv.delay] is not None and all(o is None for o in outs[: conv.delay])
     torch.testing.assert_close(steps, ref[:, :, : steps.shape[2]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_channels=6, out_channels=6, kernel_size=3, padding=1, stride=(1, 2, 2), groups=6),
+        dict(in_channels=6, out_channels=6, kernel_size=(5, 1, 1), padding=(2, 0, 0), groups=6),
+        dict(
+            in_channels=6,
+            out_channels=6,
+            kernel_size=(3, 1, 1),
+            padding=(2, 0, 0),
+            dilation=(2, 1, 1),
+            groups=6,
+            bias=False,
+        ),
+        dict(in_channels=6, out_channels=5, kernel_size=1),
+        dict(in_channels=6, out_channels=5, kernel_size=(3, 1, 1), padding=(1, 0, 0)),
+        dict(
+            in_channels=6,
+            out_channels=4,
+            kernel_size=(1, 3, 3),
+            stride=(1, 2, 2),
+            padding=(0, 1, 1),
+        ),
+    ],
+    ids=[
+        "depthwise333",
+        "depthwise511",
+        "depthwise311-dilated",
+        "pointwise",
+        "temporal311",
+        "spatial",
+    ],
+)
+@pytest.mark.parametrize("temporal_fill", ["zeros", "replicate"])
+def test_channels_last_frames_step_like_contiguous_frames(kwargs, temporal_fill):
+    """Steps on channels-last frames (what the video zoo feeds) equal steps on contiguous
+    frames and the clip forward, also when the layout changes mid-stream; the fast paths
+    (depthwise taps, (k,1,1) weighted sums, 1x1 matmuls) keep the channels-last layout."""
+    conv = co.Conv3d(**kwargs, temporal_fill=temporal_fill)
+    x = torch.randn(2, 6, 9, 7, 6)
+    frames = [x[:, :, t] for t in range(9)]
+    channels_last = [f.contiguous(memory_format=torch.channels_last) for f in frames]
+    with torch.no_grad():
+        conv.clean_state()
+        expected = [conv.forward_step(f) for f in frames]
+        conv.clean_state()
+        got = [conv.forward_step(f) for f in channels_last]
+        conv.clean_state()
+        mixed = [conv.forward_step(f) for f in frames[:4] + channels_last[4:]]
+    for e, g, m in zip(expected, got, mixed):
+        assert (e is None) == (g is None) == (m is None)
+        if e is not None:
+            assert_close(g, e, atol=1e-5, rtol=1e-5)
+            assert_close(m, e, atol=1e-5, rtol=1e-5)
+            if conv._depthwise or conv._spatially_pointwise or conv.kernel_size[0] == 1:
+                assert g.is_contiguous(memory_format=torch.channels_last)
+                assert not g.is_contiguous()
+    if temporal_fill == "zeros":
+        ref = conv(x)
+        outs = torch.stack([g for g in got if g is not None], 2)
+        assert_close(outs, ref[:, :, : outs.shape[2]], atol=1e-5, rtol=1e-5)

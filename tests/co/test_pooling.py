@@ -678,3 +678,34 @@ def test_repr():
     assert "temporal_fill" not in repr(MaxPool2d(2))
     assert "temporal_fill='zeros'" in repr(MaxPool2d(2, temporal_fill="zeros"))
     assert "kernel_size=4" in repr(AdaptiveAvgPool3d((1, 1, 1), kernel_size=4))
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        lambda: MaxPool3d((2, 1, 1), stride=(2, 1, 1)),
+        lambda: MaxPool3d((3, 3, 3), stride=(1, 2, 2), padding=(1, 1, 1)),
+        lambda: AvgPool3d((3, 2, 2), stride=1),
+        lambda: AvgPool3d((4, 1, 1)),
+    ],
+    ids=["max-t2", "max-333", "avg-322", "avg-411"],
+)
+def test_channels_last_frames_step_like_contiguous_frames(pool):
+    """Steps on channels-last frames (what the video zoo feeds) equal steps on contiguous
+    frames and keep the channels-last layout for the next layer."""
+    m = pool()
+    x = torch.randn(2, 5, 9, 6, 6)
+    with torch.no_grad():
+        m.clean_state()
+        expected = [m.forward_step(x[:, :, t]) for t in range(9)]
+        m.clean_state()
+        got = [
+            m.forward_step(x[:, :, t].contiguous(memory_format=torch.channels_last))
+            for t in range(9)
+        ]
+    assert any(g is not None for g in got)
+    for e, g in zip(expected, got):
+        assert (e is None) == (g is None)
+        if g is not None:
+            torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-6)
+            assert g.is_contiguous(memory_format=torch.channels_last) and not g.is_contiguous()

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cozoo.co.export import flatten_state
 from cozoo.co.flops import complexity
 from cozoo.co.state_dicts import flatten_key
 from cozoo.models import create_model, get_model_weights, list_models
@@ -532,3 +533,26 @@ def test_one_step_runs_no_more_conv_linear_macs_than_published(name):
         macs.append(counter.get_total_flops() / 2 / 1e9)
     assert max(macs) <= spec.step_gmacs * 1.05
     assert max(macs) > 0.8 * spec.step_gmacs  # the step really ran the network
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_steps_equal_forward_steps_in_both_step_layouts(name):
+    """Frame by frame (channels-last inside the step, the default, and contiguous frames)
+    the outputs equal the chunked ``forward_steps`` (which runs the clip ops), and the default
+    step really keeps its cached frames channels-last (the fast path is on)."""
+    model = create_model(name, pool_size=2).eval()
+    x = clip(2, 3, model.delay + 4, 32, 32, seed=3)
+    with torch.no_grad():
+        expected = model.forward_steps(x)
+        results = {}
+        for layout in (torch.channels_last, torch.contiguous_format):
+            model.step_memory_format = layout
+            model.clean_state()
+            outs = [model.forward_step(x[:, :, t]) for t in range(x.shape[2])]
+            results[layout] = torch.stack([o for o in outs if o is not None], 2)
+            if layout is torch.channels_last:
+                tensors, _ = flatten_state(model.get_state())
+                frames = [s for s in tensors if s.dim() == 4 and s.shape[1] > 3 and s.shape[-1] > 1]
+    for got in results.values():
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert frames and all(f.is_contiguous(memory_format=torch.channels_last) for f in frames)
