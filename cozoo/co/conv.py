@@ -62,6 +62,16 @@ def _weighted_sum(
     return y.permute(0, 3, 1, 2) if channels_last else y
 
 
+def _tap_major(weight: Tensor, taps: int) -> Tensor:
+    """``(C', C, k, kh, kw)`` -> channels-last ``(C', k*C, kh, kw)``, input channel ``j*C + c``.
+
+    oneDNN reorders a weight in another layout on every call, slower than this copy (which is
+    free for 1x1 kernels with one tap). Not cached: a cache could not see in-place updates of
+    ``weight.data``."""
+    merged = weight.transpose(1, 2).flatten(1, 2) if taps > 1 else weight.flatten(1, 2)
+    return merged.contiguous(memory_format=torch.channels_last)
+
+
 def _is_channels_last(x: Tensor) -> bool:
     """A 4-D tensor laid out ``(B, H, W, C)`` in memory (and not also plain contiguous)."""
     return (
@@ -177,19 +187,28 @@ class _ContinualConv(SlidingWindow):
                 (1,) + tuple(self.dilation[1:]),
                 self.groups,
             ).squeeze(2)
-        # One tap needs no copy; k taps are stacked as channels: (B, C*k, *S), index c*k + j.
-        if len(used) == 1:
+        if channels_last and self.groups == 1:
+            # (B, H, W, C) memory: the k taps are concatenated on the innermost dim (block
+            # copies), i.e. channel index j*C + c, against the weight in that order.
             merged = used[0]
-        elif channels_last:
-            merged = torch.stack([f.permute(0, 2, 3, 1) for f in used], -1)  # (B, H, W, C, k)
-            merged = merged.flatten(3).permute(0, 3, 1, 2)
-        else:
-            merged = torch.stack(used, 2).flatten(1, 2)
-        if channels_last and self._spatially_pointwise and self.groups == 1:
-            # On (B, H, W, C) memory a 1x1 conv is one matmul over the innermost dim that keeps
-            # the layout (conv2d would hand the frame to a path that copies it back).
-            y = F.linear(merged.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
-            return y.permute(0, 3, 1, 2)
+            if len(used) > 1:
+                merged = torch.cat([f.permute(0, 2, 3, 1) for f in used], -1).permute(0, 3, 1, 2)
+            weight = _tap_major(self.weight, len(used))  # (C', k*C, *kS), channels-last
+            if self._spatially_pointwise:
+                # A 1x1 conv is one matmul over the innermost dim that keeps the layout
+                # (conv2d would hand the frame to a path that copies it back).
+                y = F.linear(merged.permute(0, 2, 3, 1), weight.flatten(1), self.bias)
+                return y.permute(0, 3, 1, 2)
+            return F.conv2d(
+                merged,
+                weight,
+                self.bias,
+                self.stride[1:],
+                self._spatial_padding,
+                self.dilation[1:],
+            )
+        # One tap needs no copy; k taps are stacked as channels: (B, C*k, *S), index c*k + j.
+        merged = used[0] if len(used) == 1 else torch.stack(used, 2).flatten(1, 2)
         weight = self.weight.flatten(1, 2)  # (C', C/g*k, *kS)
         if self._dims == 1:
             if self.groups == 1:

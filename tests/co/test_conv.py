@@ -636,6 +636,8 @@ def test_depthwise_steps_match_forward(cls, kwargs, shape):
             stride=(1, 2, 2),
             padding=(0, 1, 1),
         ),
+        dict(in_channels=6, out_channels=4, kernel_size=3, stride=(1, 2, 1), padding=(1, 1, 0)),
+        dict(in_channels=6, out_channels=4, kernel_size=(3, 1, 1), padding=(1, 0, 0), groups=2),
     ],
     ids=[
         "depthwise333",
@@ -644,6 +646,8 @@ def test_depthwise_steps_match_forward(cls, kwargs, shape):
         "pointwise",
         "temporal311",
         "spatial",
+        "full333",
+        "grouped311",
     ],
 )
 @pytest.mark.parametrize("temporal_fill", ["zeros", "replicate"])
@@ -667,7 +671,7 @@ def test_channels_last_frames_step_like_contiguous_frames(kwargs, temporal_fill)
         if e is not None:
             assert_close(g, e, atol=1e-5, rtol=1e-5)
             assert_close(m, e, atol=1e-5, rtol=1e-5)
-            if conv._depthwise or conv._spatially_pointwise or conv.kernel_size[0] == 1:
+            if conv._depthwise or conv.groups == 1:  # grouped convs may change the layout
                 assert g.is_contiguous(memory_format=torch.channels_last)
                 assert not g.is_contiguous()
     if temporal_fill == "zeros":
