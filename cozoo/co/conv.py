@@ -199,23 +199,16 @@ class _ContinualConv(SlidingWindow):
                 # (conv2d would hand the frame to a path that copies it back).
                 y = F.linear(merged.permute(0, 2, 3, 1), weight.flatten(1), self.bias)
                 return y.permute(0, 3, 1, 2)
-            return F.conv2d(
-                merged,
-                weight,
-                self.bias,
-                self.stride[1:],
-                self._spatial_padding,
-                self.dilation[1:],
-            )
-        # One tap needs no copy; k taps are stacked as channels: (B, C*k, *S), index c*k + j.
-        merged = used[0] if len(used) == 1 else torch.stack(used, 2).flatten(1, 2)
-        weight = self.weight.flatten(1, 2)  # (C', C/g*k, *kS)
-        if self._dims == 1:
-            if self.groups == 1:
-                return F.linear(merged, weight, self.bias)
-            return F.conv1d(
-                merged.unsqueeze(-1), weight.unsqueeze(-1), self.bias, groups=self.groups
-            ).squeeze(-1)
+        else:
+            # One tap needs no copy; k taps are stacked as channels: (B, C*k, *S), c*k + j.
+            merged = used[0] if len(used) == 1 else torch.stack(used, 2).flatten(1, 2)
+            weight = self.weight.flatten(1, 2)  # (C', C/g*k, *kS)
+            if self._dims == 1:
+                if self.groups == 1:
+                    return F.linear(merged, weight, self.bias)
+                return F.conv1d(
+                    merged.unsqueeze(-1), weight.unsqueeze(-1), self.bias, groups=self.groups
+                ).squeeze(-1)
         return _CONV[self._dims - 1](
             merged,
             weight,
