@@ -390,7 +390,7 @@ class Parallel(_Container, nn.Sequential):
         return out, tuple(states), tail
 
     def forward_step(self, input, update_state: bool = True):
-        y, valid, state = self._step(input, self.get_state(), True)
+        y, valid, state = self._step(self._own_input(input), self.get_state(), True)
         if update_state:
             self.set_state(state)
         object.__setattr__(self, "_co_last_valid", valid)

@@ -483,11 +483,23 @@ class CoModule(nn.Module):
         between strided outputs. In a batch whose streams were reset at different times, the
         rows of streams without an output are NaN (see ``last_valid``).
         """
-        y, valid, state = self._step(input, self.get_state(), True)
+        y, valid, state = self._step(self._own_input(input), self.get_state(), True)
         if update_state:
             self.set_state(state)
         object.__setattr__(self, "_co_last_valid", valid)
         return finalize_step_output(y, valid)
+
+    def _own_input(self, input: Any) -> Any:
+        """A private copy of the caller's step (tensors in nested lists/tuples included).
+
+        Modules keep step inputs in their state (a window's frames, a delay line), and a
+        caller may reuse its buffer for the next frame (a camera loop): one copy here, at the
+        call the user makes, keeps every state inside the network free of the caller's
+        memory. Stateless modules keep nothing and skip it.
+        """
+        if isinstance(self, Stateless):
+            return input
+        return _map_tensors(input, torch.clone)
 
     def forward_steps(
         self,

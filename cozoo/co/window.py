@@ -142,13 +142,7 @@ class SlidingWindow(CoModule):
         out_valid, counter, fresh = tick(
             state.counter, valid, self.delay, self._t_stride, x.shape[0]
         )
-        f = self._prepare_frame(x)
-        if (
-            self._t_window > 1
-            and not isinstance(counter, Tensor)
-            and f.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
-        ):
-            f = f.clone()  # the state keeps f: it must not alias a tensor the caller may reuse
+        f = self._prepare_frame(x)  # kept in the state: forward_step copied the caller's frame
         frames, extra = state.frames, state.extra
         if fresh is not False:
             initial = self._initial_frames(f)

@@ -481,6 +481,12 @@ class ContinualVideoNet(co.Sequential):
         self.pool_size = pool_size
         self.num_classes = num_classes
 
+    def _own_input(self, input: Any) -> Any:
+        # The caller's frame is copied once anyway: copy it straight into the step layout.
+        if isinstance(input, Tensor) and input.dim() == 4:
+            return input.clone(memory_format=self.step_memory_format)
+        return super()._own_input(input)
+
     def _step(self, x: Tensor, state: Any, valid: Any = True):
         if x.dim() == 4:
             x = x.contiguous(memory_format=self.step_memory_format)

@@ -202,6 +202,36 @@ def test_state_does_not_alias_caller_tensors(dims):
     assert_close(torch.cat(parts, 2), torch.stack(expected[1:], 2), **TOL)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: co.Delay(2),
+        lambda: co.Sequential(co.Delay(1), co.Conv1d(4, 4, 3)),
+        lambda: co.Residual(co.Conv1d(4, 4, 3, padding=1)),
+        lambda: co.Parallel(co.Delay(2), co.Conv1d(4, 4, 3)),
+    ],
+    ids=["delay", "delay-then-conv", "residual", "parallel"],
+)
+def test_no_module_keeps_the_callers_step_buffer(make):
+    """forward_step copies the caller's step once, so modules deep inside a network (which keep
+    their inputs without copying them) never see a buffer the caller overwrites."""
+    m, ref = make(), make()
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(2, 4, 9)
+    parallel = type(m) is co.Parallel  # (BroadcastReduce, a subclass, takes one tensor)
+    buffer = torch.empty_like(x[:, :, 0])
+    outputs = 0
+    for t in range(x.shape[2]):
+        buffer.copy_(x[:, :, t])
+        got = m.forward_step([buffer, buffer] if parallel else buffer)
+        frame = x[:, :, t].clone()
+        expected = ref.forward_step([frame, frame] if parallel else frame)
+        for a, b in zip(got, expected) if parallel else [(got, expected)]:
+            assert same_output(a, b)
+            outputs += a is not None
+    assert outputs > 0
+
+
 @pytest.mark.parametrize("dims", DIMS)
 def test_functional_forward_step_is_pure(dims, run_steps):
     m = make_conv(dims, k=3, s=2, p=1)
