@@ -101,7 +101,7 @@ class TimeShift(CoModule):
             elif step_shape != state.shape:
                 check_step_shape(self, x[:, :, 0], state.shape)
             if isinstance(state.counter, tuple):
-                return self._steps_by_stepping(x, state, pad_end)
+                return self._steps_by_stepping(x, state, pad_end, copy_frames=True)
             n = x.shape[2]
             frames = state.frames
             if state.counter == 0 and self._lag:

@@ -451,12 +451,16 @@ class CoModule(nn.Module):
             return _hooked(self, self._steps, x, state, pad_end)
         return self._steps(x, state, pad_end)
 
-    def _steps_by_stepping(self, x: Optional[Tensor], state: State, pad_end: bool):
-        """Reference implementation of ``_steps``: a Python loop over the frames."""
+    def _steps_by_stepping(
+        self, x: Optional[Tensor], state: State, pad_end: bool, copy_frames: bool = False
+    ):
+        """Reference implementation of ``_steps``: a Python loop over the frames (each one
+        copied with ``copy_frames``, for modules that keep their input frames)."""
         outputs, patterns = [], []
         if x is not None:
             for t in range(x.shape[2]):
-                y, valid, state = self._step(x[:, :, t], state, True)
+                frame = x[:, :, t].clone() if copy_frames else x[:, :, t]
+                y, valid, state = self._step(frame, state, True)
                 if valid is False:
                     continue
                 if valid is not True:

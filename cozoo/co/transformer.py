@@ -401,7 +401,7 @@ class SingleOutputTransformerEncoderLayer(_WindowStepping, _EncoderLayer):
             return None, state, None
         self._check_clip(x, 3)
         if state is not None and not isinstance(state.attn.counter, int):
-            return self._steps_by_stepping(x, state, pad_end)
+            return self._steps_by_stepping(x, state, pad_end, copy_frames=True)
         tokens = x.transpose(1, 2)  # (N, T, E)
         inputs = self._fresh_inputs(tokens[:, 0]) if state is None else state.inputs
         attended, attn_state, _ = self.self_attn._call_steps(
@@ -504,7 +504,7 @@ class RetroactiveTransformerEncoderLayer(_EncoderLayer):
             return None, state, None
         self._check_clip(x, 3)
         if state is not None and not isinstance(state.attn.counter, int):
-            return self._steps_by_stepping(x, state, pad_end)
+            return self._steps_by_stepping(x, state, pad_end, copy_frames=True)
         tokens = x.transpose(1, 2)  # (N, T, E)
         inputs = self._fresh_inputs(tokens[:, 0]) if state is None else state.inputs
         attended, attn_state, _ = self.self_attn._call_steps(

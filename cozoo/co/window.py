@@ -192,7 +192,9 @@ class SlidingWindow(CoModule):
             elif step_shape != state.shape:
                 check_step_shape(self, x[:, :, 0], state.shape)
             if isinstance(state.counter, tuple):
-                return self._steps_by_stepping(x, state, pad_end)
+                # Streams at different phases go frame by frame; the state keeps the frames,
+                # which must not be views of a chunk the caller may reuse.
+                return self._steps_by_stepping(x, state, pad_end, copy_frames=True)
             y, state = self._run_chunk(self._prepare_clip(x), state)
         tail = self._tail(state) if pad_end else None
         return y, state, tail
