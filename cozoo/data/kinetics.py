@@ -61,6 +61,7 @@ __all__ = [
     "ScanReport",
     "VideoRecord",
     "clip_indices",
+    "end_aligned_indices",
     "list_split",
     "probe_video",
     "read_frames",
@@ -454,6 +455,26 @@ def clip_indices(
     return idx.clamp_(0, max(0, num_video_frames - 1))
 
 
+def end_aligned_indices(
+    num_video_frames: int, frames: int, end_frames: int, sampling_rate: int
+) -> Tensor:
+    """Indices (at 30 fps) of a ``frames``-frame evaluation clip whose last ``end_frames``
+    frames are the protocol's centred clip (:func:`clip_indices`), preceded by ``frames -
+    end_frames`` frames every ``sampling_rate`` frames. Shape ``(frames,)``, int64.
+
+    When the video has too little before its centred clip, the whole window is shifted later so
+    that it starts at the first frame: the clip never begins with copies of the first frame (a
+    frozen picture, which a continual model would have to warm up on; its prediction at the
+    last frame depends mostly on those early frames). Only past the end does a frame repeat (the
+    last one), when the window is longer than the video.
+    """
+    tail = clip_indices(num_video_frames, end_frames, sampling_rate)
+    head = tail[0] - sampling_rate * torch.arange(frames - end_frames, 0, -1)
+    idx = torch.cat([head, tail])
+    idx += max(0, -int(idx[0]))  # starts before the video: shift it to start at frame 0
+    return idx.clamp_(0, max(0, num_video_frames - 1))
+
+
 def _duration(container: Any, stream: Any) -> float:
     """Seconds of video according to the headers (0.0 when unknown)."""
     import av
@@ -565,8 +586,9 @@ class KineticsClips(Dataset):
         clips_per_video: items per video in training.
         align: for evaluation, ``"center"`` centres the window on the video middle (spec §5);
             ``"end"`` makes the last ``end_frames`` frames exactly the centred ``end_frames``-frame
-            clip and puts the other frames before it at ``sampling_rate`` (first frame repeated
-            before the video start) — used for continual clips whose clip-mode view is their end.
+            clip and puts the other frames before it at ``sampling_rate`` — used for continual
+            clips whose clip-mode view is their end. A video too short for that gets the window
+            shifted to start at its first frame (:func:`end_aligned_indices`).
         end_frames: the protocol's clip length for ``align="end"``.
         fps: the frame rate videos are resampled to.
         max_retries: readable videos tried in place of one that fails to decode.
@@ -608,10 +630,7 @@ class KineticsClips(Dataset):
             start = int(torch.randint(0, max(0, n - window) + 1, (1,)))
             return clip_indices(n, self.frames, self.sampling_rate, start)
         if self.align == "end" and self.end_frames and self.end_frames < self.frames:
-            tail = clip_indices(n, self.end_frames, self.sampling_rate)
-            k = self.frames - self.end_frames
-            head = tail[0] - self.sampling_rate * torch.arange(k, 0, -1)
-            return torch.cat([head, tail]).clamp_(0, max(0, n - 1))
+            return end_aligned_indices(n, self.frames, self.end_frames, self.sampling_rate)
         return clip_indices(n, self.frames, self.sampling_rate)
 
     def load(self, video_index: int) -> Dict[str, Any]:
@@ -680,7 +699,8 @@ class KineticsDataModule(LightningDataModule):
             continual model can warm up on the clip's own leading frames; the last frame repeats
             when the video is shorter.
         continual_align: ``"center"`` (spec §5: the longer window is centred) or ``"end"`` (its
-            last ``frames`` frames are exactly the protocol's centred clip).
+            last ``frames`` frames are exactly the protocol's centred clip, when the video has
+            room for the frames before it; else the window starts at the video's first frame).
         cache_dir: folder of the generated sample (and of scan results).
         sample_size: ``"tiny"``, ``"small"`` or ``"medium"`` (videos per class, see
             ``samples.SAMPLE_SIZES``).

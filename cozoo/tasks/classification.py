@@ -51,7 +51,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from cozoo.co.logging import getLogger
 from cozoo.models import create_model
 
-__all__ = ["MODES", "VideoClassifier", "get_rng_states", "set_rng_states"]
+__all__ = ["MODES", "VideoClassifier", "get_rng_states", "init_from_scratch", "set_rng_states"]
 
 logger = getLogger(__name__)
 
@@ -60,6 +60,7 @@ MODES: Tuple[str, ...] = ("clip", "continual")
 
 _OPTIMIZERS = ("sgd", "adamw")
 _SCHEDULERS = ("cosine", "constant")
+_INITS = ("pyslowfast", "torch")
 
 
 class VideoClassifier(LightningModule):
@@ -73,6 +74,9 @@ class VideoClassifier(LightningModule):
         dropout: dropout before the projection.
         weights: checkpoint to start from (``"DEFAULT"``, a weights member's name, a path or a
             URL; see ``cozoo.models.load_weights``); None trains from scratch.
+        init: initialisation when training from scratch (``weights=None``): ``"pyslowfast"``
+            (:func:`init_from_scratch`: Kaiming-normal convolutions, the last BN of every
+            residual branch zeroed, a small projection) or ``"torch"`` (the layers' defaults).
         optimizer: ``"sgd"`` (momentum, Nesterov off) or ``"adamw"``.
         lr: peak learning rate; ``momentum``: SGD momentum; ``weight_decay``: applied to the
             weights of convolutions and linear layers only (not to norms and biases).
@@ -99,6 +103,7 @@ class VideoClassifier(LightningModule):
         temporal_fill: str = "zeros",
         dropout: float = 0.5,
         weights: Optional[str] = None,
+        init: str = "pyslowfast",
         optimizer: str = "sgd",
         lr: float = 0.1,
         momentum: float = 0.9,
@@ -117,6 +122,8 @@ class VideoClassifier(LightningModule):
             raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
         if scheduler not in _SCHEDULERS:
             raise ValueError(f"scheduler must be one of {_SCHEDULERS}, got {scheduler!r}")
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {_INITS}, got {init!r}")
         if predict_steps < 1:
             raise ValueError(f"predict_steps must be >= 1, got {predict_steps}")
         if clip_align not in ("end", "center"):
@@ -134,6 +141,8 @@ class VideoClassifier(LightningModule):
         if pool_size is not None:
             kwargs["pool_size"] = pool_size
         self.model: nn.Module = create_model(arch, weights=weights, **kwargs)
+        if weights is None and init == "pyslowfast":
+            init_from_scratch(self.model)
         self.modes: Tuple[str, ...] = tuple(
             m for m, on in zip(MODES, (clip_eval, continual_eval)) if on
         )
@@ -345,6 +354,38 @@ class VideoClassifier(LightningModule):
     def _fitting(self) -> bool:
         trainer = self._trainer
         return trainer is not None and trainer.state.fn == "fit"
+
+
+def init_from_scratch(model: nn.Module, projection_std: float = 0.01) -> nn.Module:
+    """Initialise a ``cozoo.models`` network for training from scratch, in place, as
+    PySlowFast's X3D/ResNet recipes do (``ZERO_INIT_FINAL_BN``, ``init_weights``).
+
+    - convolutions: Kaiming normal (fan out, ReLU gain), biases 0;
+    - batch norms: weight 1, bias 0, except the *last* one of every residual branch (a child
+      module named ``branch``), whose weight is 0: every residual block starts as its
+      shortcut, so the deep network starts shallow and trains from scratch in few steps;
+    - linear layers (the projection to the classes): normal with ``projection_std``, bias 0.
+
+    Returns ``model``.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=projection_std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == "branch":
+            norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            if norms and norms[-1].affine:
+                nn.init.zeros_(norms[-1].weight)
+    return model
 
 
 def _lr_factor_schedule(kind: str, warmup: int, total: int):

@@ -217,6 +217,25 @@ def test_continual_extension_repeats_last_frame_or_ends_on_the_clip(kin):
     # "end" alignment: the last 4 frames are exactly the protocol's centred clip
     ds = identity_clips([kin["v150"]], frames=8, sampling_rate=5, align="end", end_frames=4)
     assert codes_of(ds[0]["video"]) == [45, 50, 55, 60, 65, 71, 77, 84]
+    # a video with too little before its centred clip [10, 16, 22, 29]: the window starts at the
+    # first frame instead of repeating it (a frozen picture that the continual prediction at the
+    # last frame would mostly depend on: the generated sample's continual top-1 was at chance)
+    ds = identity_clips([kin["val_a"]], frames=8, sampling_rate=5, align="end", end_frames=4)
+    assert codes_of(ds[0]["video"]) == [0, 5, 10, 15, 20, 26, 32, 39]
+
+
+def test_end_aligned_indices_repeat_no_frame_but_the_last():
+    assert K.end_aligned_indices(150, 8, 4, 5).tolist() == [45, 50, 55, 60, 65, 71, 77, 84]
+    assert K.end_aligned_indices(40, 8, 4, 5).tolist() == [0, 5, 10, 15, 20, 26, 32, 39]
+    # longer than the video: from frame 0, only the last frame repeats
+    assert K.end_aligned_indices(30, 8, 4, 5).tolist() == [0, 5, 10, 15, 20, 26, 29, 29]
+    for n in range(1, 120):
+        idx = K.end_aligned_indices(n, 12, 4, 3)
+        assert int(idx[0]) == max(0, int(K.clip_indices(n, 4, 3)[0]) - 8 * 3)
+        steps = idx.diff()
+        assert (steps >= 0).all() and int(idx[-1]) <= n - 1
+        repeated = (steps == 0).nonzero().flatten().tolist()
+        assert all(int(idx[i + 1]) == n - 1 for i in repeated)  # only the last frame repeats
 
 
 # --------------------------------------------------------------------------------------------

@@ -95,6 +95,28 @@ def test_clip_mode_averages_the_clip_forward_and_views_the_protocol_clip():
         torch.testing.assert_close(module(video), module.model(video).mean(dim=2))
 
 
+def test_from_scratch_every_residual_block_starts_as_its_shortcut():
+    module = tiny()  # init="pyslowfast"
+    named = dict(module.model.named_modules())
+    branches = [name for name in named if name.endswith(".branch")]
+    assert len(branches) == 26  # CoX3D-S: 3 + 5 + 11 + 7 blocks
+    for name in branches:
+        assert torch.count_nonzero(named[name + ".norm_c"].weight) == 0, name
+    assert torch.count_nonzero(module.model.stem.norm.weight) == 24  # other norms: weight 1
+    assert module.model.head.projection.weight.std() < 0.02
+    # each block is then relu(shortcut(x)): in eval mode (BN = affine), a stage-internal block
+    # (identity shortcut) passes a non-negative input through unchanged
+    block = named["res3.block1"].eval()
+    x = torch.rand(1, 48, 3, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x)
+    # the layers' own defaults on request
+    plain = tiny(init="torch")
+    assert torch.count_nonzero(dict(plain.model.named_modules())[branches[0] + ".norm_c"].weight)
+    with pytest.raises(ValueError, match="init"):
+        tiny(init="xavier")
+
+
 def test_hyper_parameters_are_primitives_and_validated():
     module = tiny()
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in module.hparams.values())

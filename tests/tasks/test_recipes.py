@@ -24,9 +24,11 @@ from hydra import compose, initialize_config_module
 from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cozoo.data.kinetics import KineticsClips
+from cozoo.data.samples import SampleSpec
 from cozoo.evaluate import Result, evaluate, format_table, published_top1
 from cozoo.models import get_model_weights
-from cozoo.train import train
+from cozoo.train import build_datamodule_and_module, train
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(
@@ -143,7 +145,7 @@ def test_recipe_composes_the_published_protocol_with_a_root(recipe: str):
 def test_without_a_root_the_sample_settings_apply_and_every_knob_overrides(recipe: str):
     cfg = compose_config("train", [f"recipe={recipe}"])
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    assert data["root"] is None and data["crop"] == 64 and data["frames"] == 8
+    assert data["root"] is None and data["crop"] == 48 and data["frames"] == 16
     assert data["continual_align"] == "end"
     assert cfg.model.pool_size == 8 and cfg.model.num_classes is None  # taken from the data
     cfg = compose_config("train", [f"recipe={recipe}", "data.crop=48", "sample.frames=6"])
@@ -152,6 +154,28 @@ def test_without_a_root_the_sample_settings_apply_and_every_knob_overrides(recip
     assert sorted(cfg.logger) == ["csv", "tensorboard"]
     cfg = compose_config("train", [f"recipe={recipe}", "logger=wandb"])
     assert cfg.logger.wandb.offline is True
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_sample_evaluation_clips_are_distinct_frames_of_every_sample_video(recipe: str):
+    """The continual mode warms up on the evaluation clip's own frames, and its prediction at
+    the last frame depends mostly on the early ones: every frame must be a distinct frame of the
+    video, even of the shortest sample video (a clip that began with copies of the first frame
+    kept the continual top-1 of the sample at chance)."""
+    cfg = compose_config("train", [f"recipe={recipe}"])
+    build_datamodule_and_module(cfg)  # fills in data.continual_frames (the model's warm-up)
+    d = cfg.data
+    assert d.continual_frames >= d.frames
+    clips = KineticsClips(
+        [],
+        frames=d.continual_frames,
+        sampling_rate=d.sampling_rate,
+        transform=lambda x: x,
+        align=d.continual_align,
+        end_frames=d.frames,
+    )
+    for length in (SampleSpec().min_frames, SampleSpec().max_frames):
+        assert (clips.indices(length).diff() > 0).all(), (recipe, length)
 
 
 def test_a_recipe_is_required():
