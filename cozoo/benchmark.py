@@ -32,6 +32,12 @@ values (see ``run_flops``).
 
 Each pair is timed interleaved (A, B, A, B, ...); the tables report medians, the spread
 (interquartile range over the median) and the machine's load average.
+
+Subnormal floats are flushed to zero (``flush_denormal=true``, ``torch.set_flush_denormal``) for
+the whole run: random weights in eval mode (untrained BatchNorm statistics) shrink the
+activations layer by layer into subnormal numbers, on which the CPU is many times slower (CoX3D-L
+steps measured 3x slower, for as long as the state held them). Trained weights do not do that;
+the flag makes the timings independent of the weight values, as the benchmark assumes.
 """
 
 from __future__ import annotations
@@ -694,8 +700,15 @@ def environment() -> Dict[str, Any]:
         "cores": os.cpu_count(),
         "default_threads": _DEFAULT_THREADS,
         "load_average": load_average(),
+        "flush_denormal": _flushes_denormals(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _flushes_denormals() -> bool:
+    """Whether subnormal floats are flushed to zero right now."""
+    tiny = torch.tensor([1e-39])  # a float32 subnormal
+    return bool((tiny * 1.0 == 0).item())
 
 
 def run_speed(cfg: Any, stem: str | None = None) -> List[dict]:
@@ -738,7 +751,8 @@ def run_speed(cfg: Any, stem: str | None = None) -> List[dict]:
         f"{load_before:.2f} before, {load_average():.2f} after "
         f"(per row: {min(r['load_before'] for r in rows):.2f}.."
         f"{max(r['load_after'] for r in rows):.2f}); {repeats} interleaved pairs (clip, "
-        f"{cfg.step_inner} steps) per row; medians, ± = interquartile range / median"
+        f"{cfg.step_inner} steps) per row; medians, ± = interquartile range / median; "
+        f"subnormal floats {'flushed to zero' if _flushes_denormals() else 'kept'}"
     )
     print(
         "speedup = median over pairs of clip ms / step ms (same weights); FLOPs red. = our "
@@ -809,6 +823,17 @@ def write_results(
 
 def run(cfg: Any) -> List[dict]:
     """Run the suite ``cfg.suite`` of a composed ``benchmark`` config; print, maybe save."""
+    flushing = _flushes_denormals()
+    flush = bool(cfg.get("flush_denormal", True))
+    if not torch.set_flush_denormal(flush) and flush:
+        print("flush_denormal: this CPU cannot flush subnormal floats; timings may depend on them")
+    try:
+        return _run_suite(cfg)
+    finally:
+        torch.set_flush_denormal(flushing)
+
+
+def _run_suite(cfg: Any) -> List[dict]:
     suite = str(cfg.suite)
     stem = f"{suite}_{time.strftime('%Y%m%d-%H%M%S')}"
     if suite == "speed":

@@ -83,6 +83,16 @@ def test_speed_suite_row_has_every_column_and_saves_csv_json(tmp_path: Path, cap
     assert data["suite"] == "speed" and data["config"]["models"] == ["cox3d_s"]
     assert data["rows"][0]["clip_ms"] == row["clip_ms"]
     assert {"torch", "cores", "load_average"} <= set(data["environment"])
+    assert data["environment"]["flush_denormal"] is True
+
+
+def test_subnormal_floats_are_flushed_during_a_run_only_unless_turned_off(capsys):
+    assert not benchmark._flushes_denormals()
+    benchmark.run(compose_benchmark(*TINY, "memory=false", "flush_denormal=false"))
+    assert "subnormal floats kept" in capsys.readouterr().out
+    benchmark.run(compose_benchmark(*TINY, "memory=false"))
+    assert "subnormal floats flushed to zero" in capsys.readouterr().out
+    assert not benchmark._flushes_denormals()  # the process's setting is restored
 
 
 def test_speed_suite_batch_row_is_compared_with_batch_1_interleaved(capsys):

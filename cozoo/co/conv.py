@@ -171,7 +171,11 @@ class _ContinualConv(SlidingWindow):
 
     def _window_output(self, window: Sequence[Tensor]) -> Tensor:
         used = self._used(window)
-        channels_last = self._dims == 3 and _is_channels_last(used[-1])
+        # A (B, C, 1, 1) frame (a squeeze-excitation's pooled one) is laid out both ways: the
+        # channels-last paths make its 1x1 convs matmuls (conv2d would take a slow path).
+        channels_last = self._dims == 3 and (
+            _is_channels_last(used[-1]) or used[-1].shape[-2:].numel() == 1
+        )
         if self._depthwise and len(used) > 1:
             if self._spatially_pointwise:
                 return _weighted_sum(used, self.weight.flatten(1), self.bias, channels_last)

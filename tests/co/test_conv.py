@@ -678,3 +678,21 @@ def test_channels_last_frames_step_like_contiguous_frames(kwargs, temporal_fill)
         ref = conv(x)
         outs = torch.stack([g for g in got if g is not None], 2)
         assert_close(outs, ref[:, :, : outs.shape[2]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size", [1, (3, 1, 1)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_steps_on_one_pixel_frames_match_the_clip(kernel_size, groups):
+    """(B, C, 1, 1) frames (a squeeze-excitation's pooled frame) are contiguous and channels-last
+    at once: their 1x1 convs run as matmuls and still equal the clip forward."""
+    padding = (0, 0, 0) if kernel_size == 1 else (1, 0, 0)
+    conv = co.Conv3d(8, 6, kernel_size, padding=padding, groups=groups)
+    x = torch.randn(3, 8, 10, 1, 1)
+    with torch.no_grad():
+        ref = conv(x)
+        conv.clean_state()
+        steps = [conv.forward_step(x[:, :, t]) for t in range(10)]
+        outs = torch.stack([y for y in steps if y is not None], 2)
+        assert_close(outs, ref[:, :, : outs.shape[2]], atol=1e-5, rtol=1e-5)
+        conv.clean_state()
+        assert_close(conv.forward_steps(x, pad_end=True), ref, atol=1e-5, rtol=1e-5)

@@ -24,8 +24,10 @@ def test_reference_example():
     sample = randn(1, 3, 4)
     target = ref(sample)
     assert torch.equal(co.forward(sample), target)
-    assert torch.equal(co.forward_steps(sample[:, :2, :]), target[:, :2, :])
-    assert torch.equal(co.forward_step(sample[:, 2, :]), target[:, 2, :])
+    torch.testing.assert_close(co.forward_steps(sample[:, :2, :]), target[:, :2, :])
+    # One frame is a (1, 4) GEMM, the clip a (3, 4) one: BLAS may sum them in another order
+    # (MKL on AVX-512 does), so the step is compared to the last few bits only.
+    torch.testing.assert_close(co.forward_step(sample[:, 2, :]), target[:, 2, :])
     alt = Linear.build_from(ref, channel_dim=1)
     assert torch.allclose(alt.forward_step(sample.swapaxes(1, 2)[:, :, 2]), target[:, 2, :])
 
@@ -86,11 +88,12 @@ def test_properties_and_stateless_contract():
     co.clean_state(streams=[1])
     co.set_state(None)
     y = co.forward_step(x[:, :, 0], update_state=False)
-    assert torch.equal(y, before[:, :, 0])
+    # a step is a smaller GEMM than the chunk's: equal up to BLAS summation order
+    torch.testing.assert_close(y, before[:, :, 0])
     assert torch.equal(co.forward_steps(x), before)
     assert co.forward_steps(x[:, :, :0]) is None
     with call_mode("forward_step"):
-        assert torch.equal(co(x[:, :, 3]), before[:, :, 3])
+        torch.testing.assert_close(co(x[:, :, 3]), before[:, :, 3])
 
 
 def test_gradients_reach_weights():
