@@ -34,6 +34,11 @@ def _same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> Tuple[Tuple
     return tuple(pads)
 
 
+#: Frames of at least this many pixels run a depthwise k-tap step per tap (measured faster
+#: from about 40x40 on a 2-core AVX-512 CPU; slower on small frames, where calls dominate).
+_PER_TAP_MIN_PIXELS = 1600
+
+
 def _stack_taps(frames: Sequence[Tensor], channels_last: bool) -> Tensor:
     """Frames ``(B, C, *S)`` -> taps ``(B, C, k, *S)``; for channels-last frames ``(B, C, H, W)``
     the taps are ``channels_last_3d`` (a plain concatenation of the frames' memory), the layout
@@ -179,6 +184,8 @@ class _ContinualConv(SlidingWindow):
         if self._depthwise and len(used) > 1:
             if self._spatially_pointwise:
                 return _weighted_sum(used, self.weight.flatten(1), self.bias, channels_last)
+            if channels_last and used[-1].shape[-2:].numel() >= _PER_TAP_MIN_PIXELS:
+                return self._depthwise_per_tap(used)
             # Depthwise kernels have a direct implementation that beats the merged form (which
             # becomes a grouped conv with k input channels per group): run it on the k taps.
             taps = _stack_taps(used, channels_last)  # (B, C, k, *S)
@@ -222,6 +229,15 @@ class _ContinualConv(SlidingWindow):
             self.dilation[1:],
             self.groups,
         )
+
+    def _depthwise_per_tap(self, frames: Sequence[Tensor]) -> Tensor:
+        """A depthwise step as one 2-D depthwise conv per tap, summed: on large frames this
+        beats stacking the taps into a 3-D input (a copy of k frames)."""
+        args = (self.stride[1:], self._spatial_padding, self.dilation[1:], self.groups)
+        y = F.conv2d(frames[0], self.weight[:, :, 0], self.bias, *args)
+        for j in range(1, len(frames)):
+            y += F.conv2d(frames[j], self.weight[:, :, j], None, *args)
+        return y
 
     def _clip_output(self, frames: Tensor) -> Tensor:
         return _CONV[self._dims](

@@ -696,3 +696,30 @@ def test_steps_on_one_pixel_frames_match_the_clip(kernel_size, groups):
         assert_close(outs, ref[:, :, : outs.shape[2]], atol=1e-5, rtol=1e-5)
         conv.clean_state()
         assert_close(conv.forward_steps(x, pad_end=True), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=3, padding=(1, 1, 1)),
+        dict(kernel_size=3, padding=(0, 1, 1), stride=(1, 2, 2), bias=False),
+        dict(kernel_size=(3, 3, 3), padding=(2, 1, 1), dilation=(2, 1, 1)),
+    ],
+    ids=["same", "strided", "dilated"],
+)
+def test_depthwise_steps_on_large_channels_last_frames_run_per_tap(kwargs):
+    """Channels-last frames of 40x40 pixels and more take the per-tap depthwise path (one 2-D
+    conv per tap, summed); its steps equal the clip forward and keep the layout."""
+    conv = co.Conv3d(6, 6, groups=6, **kwargs)
+    x = torch.randn(2, 6, 8, 40, 41)
+    assert x[:, :, 0].shape[-2:].numel() >= co.conv._PER_TAP_MIN_PIXELS
+    with torch.no_grad():
+        ref = conv(x)
+        conv.clean_state()
+        steps = [
+            conv.forward_step(x[:, :, t].contiguous(memory_format=torch.channels_last))
+            for t in range(8)
+        ]
+    outs = [y for y in steps if y is not None]
+    assert outs[-1].is_contiguous(memory_format=torch.channels_last)
+    assert_close(torch.stack(outs, 2), ref[:, :, : len(outs)], atol=1e-5, rtol=1e-5)
