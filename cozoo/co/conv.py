@@ -176,15 +176,14 @@ class _ContinualConv(SlidingWindow):
 
     def _window_output(self, window: Sequence[Tensor]) -> Tensor:
         used = self._used(window)
+        pixels = used[-1].shape[-2:].numel() if self._dims == 3 else 0
         # A (B, C, 1, 1) frame (a squeeze-excitation's pooled one) is laid out both ways: the
         # channels-last paths make its 1x1 convs matmuls (conv2d would take a slow path).
-        channels_last = self._dims == 3 and (
-            _is_channels_last(used[-1]) or used[-1].shape[-2:].numel() == 1
-        )
+        channels_last = self._dims == 3 and (pixels == 1 or _is_channels_last(used[-1]))
         if self._depthwise and len(used) > 1:
             if self._spatially_pointwise:
                 return _weighted_sum(used, self.weight.flatten(1), self.bias, channels_last)
-            if channels_last and used[-1].shape[-2:].numel() >= _PER_TAP_MIN_PIXELS:
+            if channels_last and pixels >= _PER_TAP_MIN_PIXELS:
                 return self._depthwise_per_tap(used)
             # Depthwise kernels have a direct implementation that beats the merged form (which
             # becomes a grouped conv with k input channels per group): run it on the k taps.

@@ -720,6 +720,9 @@ def test_depthwise_steps_on_large_channels_last_frames_run_per_tap(kwargs):
             conv.forward_step(x[:, :, t].contiguous(memory_format=torch.channels_last))
             for t in range(8)
         ]
+        conv.clean_state()
+        chunked = conv.forward_steps(x, pad_end=True)
     outs = [y for y in steps if y is not None]
     assert outs[-1].is_contiguous(memory_format=torch.channels_last)
     assert_close(torch.stack(outs, 2), ref[:, :, : len(outs)], atol=1e-5, rtol=1e-5)
+    assert_close(chunked, ref, atol=1e-5, rtol=1e-5)
