@@ -198,6 +198,12 @@ class _ContinualConv(SlidingWindow):
                 self.groups,
             ).squeeze(2)
         if channels_last and self.groups == 1:
+            if self._spatially_pointwise and len(used) == 1:
+                # A 1x1 conv is one matmul over the innermost dim that keeps the layout
+                # (conv2d would hand the frame to a path that copies it back).
+                weight = self.weight.reshape(self.out_channels, -1)  # (C', C), a view
+                y = F.linear(used[0].permute(0, 2, 3, 1), weight, self.bias)
+                return y.permute(0, 3, 1, 2)
             # (B, H, W, C) memory: the k taps are concatenated on the innermost dim (block
             # copies), i.e. channel index j*C + c, against the weight in that order.
             merged = used[0]
@@ -205,8 +211,6 @@ class _ContinualConv(SlidingWindow):
                 merged = torch.cat([f.permute(0, 2, 3, 1) for f in used], -1).permute(0, 3, 1, 2)
             weight = _tap_major(self.weight, len(used))  # (C', k*C, *kS), channels-last
             if self._spatially_pointwise:
-                # A 1x1 conv is one matmul over the innermost dim that keeps the layout
-                # (conv2d would hand the frame to a path that copies it back).
                 y = F.linear(merged.permute(0, 2, 3, 1), weight.flatten(1), self.bias)
                 return y.permute(0, 3, 1, 2)
         else:

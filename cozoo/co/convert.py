@@ -15,6 +15,7 @@ import warnings
 import weakref
 from typing import Callable, Dict, Optional, Type
 
+import torch
 from torch import Tensor, nn
 
 from .module import CoModule, Stateless
@@ -161,6 +162,55 @@ class _ForwardStepping(Stateless):
         return (_restore_stepping, (reduced[0], reduced[1])) + tuple(reduced[2:])
 
 
+def _batch_norm_frame(self, x: Tensor) -> Tensor:
+    """An eval-mode BatchNorm step: the per-channel op applies to the frame ``(B, C, *S)`` as it
+    is (``forward`` would add and remove the time dim and re-check its arguments per step)."""
+    if (
+        self.training
+        or self.running_mean is None
+        or self._co_time_dim != 2
+        or x.dim() != self._co_frame_dims
+    ):
+        return _ForwardStepping._frame(self, x)
+    return torch.batch_norm(
+        x, self.weight, self.bias, self.running_mean, self.running_var,
+        False, 0.0, self.eps, torch.backends.cudnn.enabled,
+    )  # fmt: skip
+
+
+def _relu_frame(self, x: Tensor) -> Tensor:
+    return torch.relu_(x) if self.inplace else torch.relu(x)
+
+
+def _silu_frame(self, x: Tensor) -> Tensor:
+    return torch.nn.functional.silu(x, inplace=self.inplace)
+
+
+def _sigmoid_frame(self, x: Tensor) -> Tensor:
+    return torch.sigmoid(x)
+
+
+def _identity_frame(self, x: Tensor) -> Tensor:
+    return x
+
+
+#: Per-frame implementations of elementwise torch classes (exactly these classes, not their
+#: subclasses, whose ``forward`` may differ): the step skips ``forward``'s unsqueeze/squeeze of
+#: the time dim and its Python wrappers, which cost more than the op on a small frame.
+_FAST_FRAMES: Dict[Type[nn.Module], Callable[[nn.Module, Tensor], Tensor]] = {
+    nn.BatchNorm1d: _batch_norm_frame,
+    nn.BatchNorm2d: _batch_norm_frame,
+    nn.BatchNorm3d: _batch_norm_frame,
+    nn.ReLU: _relu_frame,
+    nn.SiLU: _silu_frame,
+    nn.Sigmoid: _sigmoid_frame,
+    nn.Identity: _identity_frame,
+}
+
+#: Dims of a step (a clip without its time dim) for the BatchNorm classes.
+_FRAME_DIMS = {nn.BatchNorm1d: 2, nn.BatchNorm2d: 3, nn.BatchNorm3d: 4}
+
+
 def _restore_stepping(build: Callable, args: tuple) -> nn.Module:
     module = build(*args)
     module.__class__ = _stepping_class(type(module))
@@ -189,6 +239,9 @@ def _stepping_class(kind: Type[nn.Module]) -> type:
     cls = _STEPPING_CLASSES.get(kind)
     if cls is None:
         namespace = {"__module__": kind.__module__, "_co_base": kind}
+        if kind in _FAST_FRAMES:
+            namespace["_frame"] = _FAST_FRAMES[kind]
+            namespace["_co_frame_dims"] = _FRAME_DIMS.get(kind, 0)
         cls = type(kind.__name__, (_ForwardStepping, kind), namespace)
         cls.__qualname__ = kind.__qualname__
         _STEPPING_CLASSES[kind] = cls

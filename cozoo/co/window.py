@@ -77,6 +77,9 @@ class SlidingWindow(CoModule):
         self._t_dilation = dilation
         self._t_window = window
         self.temporal_fill = temporal_fill
+        # The counter of a stride-1 stream after its warm-up, which every step keeps (each
+        # step outputs); -1, never matched, for strided windows.
+        self._steady_counter = max(self.delay, 1) if stride == 1 else -1
 
     # ---- temporal properties ------------------------------------------------------------------
     @property
@@ -133,6 +136,14 @@ class SlidingWindow(CoModule):
         return WindowState(0, tuple(step_shape), (), None)
 
     def _step(self, x: Tensor, state: Optional[WindowState], valid: Valid = True):
+        if (
+            valid is True
+            and state is not None
+            and state.counter.__class__ is int
+            and state.counter == self._steady_counter
+            and x.shape == state.shape
+        ):
+            return self._steady_step(x, state)
         if state is None:
             state = self._new_state(x.shape)
         elif not in_tensor_mode() and x.shape != state.shape:
@@ -158,6 +169,18 @@ class SlidingWindow(CoModule):
             next_frames = select_rows(valid, next_frames, state.frames or next_frames)
         next_extra = self._next_extra(window, extra, next_frames, valid, state.extra)
         return y, out_valid, WindowState(counter, state.shape, next_frames, next_extra)
+
+    def _steady_step(self, x: Tensor, state: WindowState):
+        """``_step`` for all streams valid, past the warm-up, stride 1: what ``tick`` would
+        decide is known (an output, the same counter), so the bookkeeping is skipped."""
+        f = self._prepare_frame(x)
+        window = state.frames + (f,)
+        y = self._window_step_output(window, state.extra)
+        next_frames = window[1:]
+        extra = self._next_extra(window, state.extra, next_frames, True, state.extra)
+        if not next_frames and extra is None:
+            return y, True, state  # nothing cached (a temporal kernel of 1): the same state
+        return y, True, WindowState(state.counter, state.shape, next_frames, extra)
 
     # ---- hooks for modules that carry more than frames (e.g. a running sum) ------------------
     def _initial_extra(self, frames: Tuple[Tensor, ...]) -> Any:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.testing import assert_close
 
 from cozoo import co
-from cozoo.co import CoModule
+from cozoo.co import CoModule, convert
 from cozoo.co.convert import register
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -511,3 +511,66 @@ def test_converted_module_inside_containers_all_modes():
     x = torch.randn(2, 3, 9)
     with torch.no_grad():
         check_modes(m, x, (bn(conv(x))).relu() + x.sigmoid())
+
+
+# --------------------------------------------------------------------------------------------
+# Per-frame fast paths of the common elementwise classes
+# --------------------------------------------------------------------------------------------
+FAST_FRAME_CASES = {
+    "BatchNorm1d": (lambda: nn.BatchNorm1d(4), (2, 4)),
+    "BatchNorm2d": (lambda: nn.BatchNorm2d(4), (2, 4, 5)),
+    "BatchNorm3d": (lambda: nn.BatchNorm3d(4), (2, 4, 5, 3)),
+    "ReLU": (nn.ReLU, (2, 4, 5, 3)),
+    "SiLU": (nn.SiLU, (2, 4, 5, 3)),
+    "Sigmoid": (nn.Sigmoid, (2, 4, 5, 3)),
+    "Identity": (nn.Identity, (2, 4, 5, 3)),
+}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", list(FAST_FRAME_CASES))
+def test_fast_frames_equal_forward_on_a_one_frame_clip_bit_for_bit(name, channels_last):
+    factory, frame_shape = FAST_FRAME_CASES[name]
+    m = co.continual(randomize(factory()))
+    assert type(m)._frame is convert._FAST_FRAMES[type(m)._co_base]
+    frame = torch.randn(frame_shape)
+    if channels_last and frame.dim() == 4:
+        frame = frame.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = m.forward(frame.unsqueeze(2)).squeeze(2)
+        got = m.forward_step(frame)
+    assert torch.equal(got, expected)
+
+
+def test_fast_relu_and_silu_keep_inplace_semantics():
+    for kind in (nn.ReLU, nn.SiLU):
+        m = co.continual(kind(inplace=True))
+        frame = torch.randn(2, 3, 4)
+        expected = kind()(frame)
+        assert m.forward_step(frame) is frame  # in place, as forward would do
+        assert torch.equal(frame, expected)
+
+
+def test_subclasses_of_fast_classes_keep_their_own_forward():
+    class Doubled(nn.ReLU):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    m = co.forward_stepping(Doubled())
+    frame = torch.randn(2, 3, 4)
+    assert torch.equal(m.forward_step(frame), 2 * frame.relu())
+
+
+def test_fast_batch_norm_falls_back_outside_eval_with_running_stats():
+    bn = co.continual(randomize(nn.BatchNorm3d(4)))
+    frame = torch.randn(3, 4, 5, 5)
+    bn.train()
+    with pytest.warns(UserWarning, match="train mode"):
+        got = bn.forward_step(frame)
+    assert_close(got, nn.functional.batch_norm(frame, None, None, bn.weight, bn.bias, True))
+    bn.eval()
+    with pytest.raises(ValueError, match="expected 5D input"):
+        bn.forward_step(torch.randn(3, 4, 5))  # the frame of a 4-D clip: torch's own error
+    stats_free = co.continual(nn.BatchNorm2d(4, track_running_stats=False).eval())
+    frame2 = torch.randn(3, 4, 6)
+    assert_close(stats_free.forward_step(frame2), stats_free.forward(frame2.unsqueeze(2))[:, :, 0])
