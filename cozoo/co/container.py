@@ -26,6 +26,7 @@ from .delay import Delay, TimeShift
 from .module import (
     CoModule,
     State,
+    StoredStates,
     Valid,
     all_valid,
     cat_outputs,
@@ -107,6 +108,8 @@ def _run_forward(module: nn.Module, x: Any) -> Any:
 class _Container(FlattenableStateDict, CoModule):
     """State handling shared by containers: the state is the tuple of the children's states."""
 
+    _co_routes_child_states = True  # get_state, set_state and _child_states (see StoredStates)
+
     def _co_children(self) -> List[CoModule]:
         return list(self._modules.values())
 
@@ -137,6 +140,8 @@ class _Container(FlattenableStateDict, CoModule):
         )
 
     def _child_states(self, state: State) -> list:
+        if state.__class__ is StoredStates:
+            return [state] * len(self._modules)  # each child works on its own stored state
         return list(state) if state is not None else [None] * len(self._modules)
 
 
@@ -221,6 +226,8 @@ class Sequential(_Container, nn.Sequential):
         for child in self._co_children():
             input = _run_forward(child, input)
         return input
+
+    _co_routes_child_states = True  # _step: each child steps on its own slot
 
     def _step(self, x, state, valid=True):
         states = self._child_states(state)
@@ -366,6 +373,8 @@ class Parallel(_Container, nn.Sequential):
 
     def forward(self, input):
         return [_run_forward(m, xi) for m, xi in zip(self._co_children(), self._inputs(input))]
+
+    _co_routes_child_states = True  # _step: each child steps on its own slot
 
     def _step(self, x, state, valid=True):
         states = self._child_states(state)
@@ -531,6 +540,8 @@ class BroadcastReduce(Parallel):
     def forward(self, input):
         return self.reduce([_run_forward(m, input) for m in self._co_children()])
 
+    _co_routes_child_states = True  # _step: each child steps on its own slot
+
     def _step(self, x, state, valid=True):
         states = self._child_states(state)
         outs, valids = [], []
@@ -659,6 +670,8 @@ class Conditional(_Container):
 
     def forward(self, input):
         return _run_forward(self._co_children()[self._branch(input)], input)
+
+    _co_routes_child_states = True  # _step: each child steps on its own slot
 
     def _step(self, x, state, valid=True):
         states = self._child_states(state)

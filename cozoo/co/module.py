@@ -333,6 +333,65 @@ def _hooked(module: nn.Module, compute: Callable, x: Any, state: State, extra: A
     return (y,) + tuple(out[1:])
 
 
+class StoredStates:
+    """The state argument of a step that works on the modules' stored states in place.
+
+    ``forward_step`` (with ``update_state=True``) passes it instead of a snapshot of the whole
+    network's state: containers hand it on to their children, and every other module reads
+    its own stored state, steps, and stores the next one, noting the state it replaced. A step
+    that raises puts every replaced state back, so the network's state is as it was. This
+    spares a top-level step two walks over every module (a snapshot and a store).
+    """
+
+    __slots__ = ("replaced",)
+
+    def __init__(self) -> None:
+        self.replaced: list = []
+
+    def restore(self) -> None:
+        for module, state in reversed(self.replaced):
+            module.set_state(state)
+        self.replaced.clear()
+
+
+_ROUTING_METHODS = ("_step", "get_state", "set_state", "_child_states")
+_ROUTES, _PLAIN_STATE, _OWN_STATE_API = 0, 1, 2
+_stored_kind_by_class: dict = {}
+
+
+def _owner(cls: type, name: str) -> Optional[type]:
+    return next((k for k in cls.__mro__ if name in k.__dict__), None)
+
+
+def routes_child_states(cls: type) -> bool:
+    """Whether modules of ``cls`` hand a ``StoredStates`` on to their children.
+
+    True when each of ``_step``, ``get_state``, ``set_state`` and ``_child_states`` comes
+    from a class that declares ``_co_routes_child_states = True`` itself: a subclass that
+    overrides one of them without declaring it is stepped like any other module (through its
+    own ``get_state``/``set_state``), which is always correct.
+    """
+    owners = [_owner(cls, name) for name in _ROUTING_METHODS]
+    return all(
+        owner is not None and owner.__dict__.get("_co_routes_child_states", False)
+        for owner in owners
+    )
+
+
+def _stored_kind(cls: type) -> int:
+    """How a step on ``StoredStates`` treats a module of ``cls`` (cached per class)."""
+    kind = _stored_kind_by_class.get(cls)
+    if kind is None:
+        if routes_child_states(cls):
+            kind = _ROUTES
+        elif _owner(cls, "get_state") is CoModule and _owner(cls, "set_state") is CoModule:
+            kind = _PLAIN_STATE  # the state is the `_co_state` attribute, nothing more
+        else:
+            kind = _OWN_STATE_API
+        _stored_kind_by_class[cls] = kind
+    return kind
+
+
 # --------------------------------------------------------------------------------------------
 # CoModule
 # --------------------------------------------------------------------------------------------
@@ -441,9 +500,34 @@ class CoModule(nn.Module):
 
     def _call_step(self, x: Tensor, state: State, valid: Valid):
         """``_step`` as containers call it: the forward hooks of the child fire, if any."""
+        if state.__class__ is StoredStates:
+            return self._step_stored(x, state, valid, _has_hooks(self))
         if _has_hooks(self):
             return _hooked(self, self._step, x, state, valid)
         return self._step(x, state, valid)
+
+    def _step_stored(self, x: Tensor, stored: StoredStates, valid: Valid, hooks: bool):
+        """``_step`` on the stored state, which it replaces (see ``StoredStates``)."""
+        kind = _stored_kind_by_class.get(self.__class__)
+        if kind is None:
+            kind = _stored_kind(self.__class__)
+        if kind == _ROUTES:
+            old = stored
+        elif kind == _PLAIN_STATE:
+            old = self._co_state
+        else:
+            old = self.get_state()
+        if hooks:
+            y, valid, new = _hooked(self, self._step, x, old, valid)
+        else:
+            y, valid, new = self._step(x, old, valid)
+        if new is not old and kind != _ROUTES:
+            stored.replaced.append((self, old))
+            if kind == _PLAIN_STATE:
+                object.__setattr__(self, "_co_state", new)
+            else:
+                self.set_state(new)
+        return y, valid, stored
 
     def _call_steps(self, x: Optional[Tensor], state: State, pad_end: bool):
         """``_steps`` as containers call it: the forward hooks of the child fire, if any."""
@@ -487,9 +571,16 @@ class CoModule(nn.Module):
         between strided outputs. In a batch whose streams were reset at different times, the
         rows of streams without an output are NaN (see ``last_valid``).
         """
-        y, valid, state = self._step(self._own_input(input), self.get_state(), True)
+        x = self._own_input(input)
         if update_state:
-            self.set_state(state)
+            stored = StoredStates()
+            try:
+                y, valid, _ = self._step_stored(x, stored, True, hooks=False)
+            except BaseException:
+                stored.restore()
+                raise
+        else:
+            y, valid, _ = self._step(x, self.get_state(), True)
         object.__setattr__(self, "_co_last_valid", valid)
         return finalize_step_output(y, valid)
 

@@ -487,6 +487,8 @@ class ContinualVideoNet(co.Sequential):
             return input.clone(memory_format=self.step_memory_format)
         return super()._own_input(input)
 
+    _co_routes_child_states = True  # _step only changes the frame's layout
+
     def _step(self, x: Tensor, state: Any, valid: Any = True):
         if x.dim() == 4:
             x = x.contiguous(memory_format=self.step_memory_format)

@@ -474,3 +474,102 @@ def test_state_bookkeeping_is_host_side(dims, tensors_of):
     for state in (m.get_state(),):
         tensors = tensors_of(state)
         assert tensors and all(t.is_floating_point() and t.dim() == x.dim() - 1 for t in tensors)
+
+
+# --------------------------------------------------------------------------------------------
+# forward_step works on the stored states in place (StoredStates)
+# --------------------------------------------------------------------------------------------
+class _FailOnStep(co.Lambda):
+    """Passes frames through; raises on the step numbered ``fail_at`` (0-based)."""
+
+    def __init__(self, fail_at):
+        super().__init__(lambda x: x)
+        self.fail_at, self.seen = fail_at, 0
+
+    def _frame(self, x):
+        self.seen += 1
+        if self.seen - 1 == self.fail_at:
+            raise RuntimeError("step failed on purpose")
+        return x
+
+
+def _tensors(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, (tuple, list)):
+        return [t for s in state for t in _tensors(s)]
+    return []
+
+
+@torch.no_grad()
+def test_a_step_that_raises_leaves_every_state_as_it_was():
+    torch.manual_seed(0)
+    net = co.Sequential(
+        co.Conv3d(2, 3, 3, padding=(1, 1, 1)),
+        co.BroadcastReduce(co.Conv3d(3, 3, 3, padding=(1, 1, 1)), co.Delay(1)),
+        _FailOnStep(fail_at=-1),
+        co.Conv3d(3, 2, (2, 1, 1)),
+    )
+    frames = torch.randn(2, 2, 6, 4, 4)
+    for t in range(4):
+        net.forward_step(frames[:, :, t])
+    before = net.get_state()
+    net[2].fail_at = net[2].seen  # its next frame: after both convs stepped on this one
+    with pytest.raises(RuntimeError, match="on purpose"):
+        net.forward_step(frames[:, :, 4])
+    after = net.get_state()
+    assert len(_tensors(after)) == len(_tensors(before)) > 0
+    assert all(a is b for a, b in zip(_tensors(after), _tensors(before)))
+    assert after[0].counter == before[0].counter  # the first conv stepped, then was put back
+
+    # stepping on from the restored state gives what a network that never failed gives
+    net[2].fail_at = -1
+    twin = copy.deepcopy(net)
+    net.set_state(before)
+    twin.set_state(before)
+    assert_close(net.forward_step(frames[:, :, 4]), twin.forward_step(frames[:, :, 4]))
+
+
+class _IndexingSequential(co.Sequential):
+    """A subclass that overrides ``_step`` and reads its state as a tuple."""
+
+    def _step(self, x, state, valid=True):
+        if state is not None:
+            assert isinstance(state, tuple) and len(state) == len(self)
+        return super()._step(x, state, valid)
+
+
+class _CountingState(co.Conv3d):
+    """A leaf with its own ``get_state``/``set_state`` (counted)."""
+
+    gets = sets = 0
+
+    def get_state(self):
+        type(self).gets += 1
+        return super().get_state()
+
+    def set_state(self, state):
+        type(self).sets += 1
+        super().set_state(state)
+
+
+def test_modules_that_own_their_state_api_are_stepped_through_it():
+    from cozoo.co.module import routes_child_states
+
+    assert routes_child_states(co.Sequential) and routes_child_states(co.BroadcastReduce)
+    assert not routes_child_states(_IndexingSequential)  # overrides _step, does not declare it
+    torch.manual_seed(0)
+    conv = _CountingState(2, 2, 3, padding=(1, 1, 1))
+    reference = co.Sequential(nn.Conv3d(2, 2, 3, padding=(1, 1, 1)), nn.ReLU())
+    reference[0].load_state_dict(conv.state_dict())
+    net = co.Sequential(_IndexingSequential(conv, nn.ReLU()))
+    clip = torch.randn(1, 2, 5, 3, 3)
+    gets = type(conv).gets
+    steps = [net.forward_step(clip[:, :, t]) for t in range(5)]
+    assert type(conv).gets - gets == 5 and type(conv).sets == 5
+    expected = reference.forward(clip)
+    assert_close(torch.stack(steps[1:], 2), expected[:, :, :4])
+    # update_state=False never stores anything
+    sets = type(conv).sets
+    net.forward_step(clip[:, :, 0], update_state=False)
+    assert type(conv).sets == sets
