@@ -5,6 +5,7 @@ Fast: the speed suite runs on CoX3D-S at 4x32x32 with one repeat.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -27,7 +28,8 @@ SPEED_COLUMNS = {
     # memory, warm-up, long video, torch.compile
     "weights_mb", "state_mb_per_stream", "clip_memory_mb_per_stream",
     "step_memory_mb_per_stream", "warmup_steps", "warmup_s", "video_frames",
-    "video_steps_per_s", "compile_s", "compiled_step_ms", "compile_speedup", "compile_error",
+    "video_steps_per_s", "compile_s", "compiled_step_ms", "compile_speedup", "compiled_clip_ms",
+    "compiled_speedup", "compile_error",
     # published (weights' meta, spec §6.1)
     "published_top1", "published_clip_model", "published_clip_top1", "published_clip_gmacs",
     "published_step_gmacs", "published_reduction", "published_clip_memory_mb",
@@ -93,6 +95,34 @@ def test_subnormal_floats_are_flushed_during_a_run_only_unless_turned_off(capsys
     benchmark.run(compose_benchmark(*TINY, "memory=false"))
     assert "subnormal floats flushed to zero" in capsys.readouterr().out
     assert not benchmark._flushes_denormals()  # the process's setting is restored
+
+
+def test_compile_columns_time_the_compiled_step_and_the_compiled_clip(monkeypatch, capsys):
+    # The real compilation takes minutes per model (tests/co/test_compiled.py compiles a small
+    # network): stand-ins that count their calls check the plumbing.
+    calls = {"compile_step": 0, "torch.compile": 0}
+
+    def fake_compile_step(model, example):
+        calls["compile_step"] += 1
+        twin = copy.deepcopy(model)
+        return lambda frame: twin.forward_step(frame)
+
+    def fake_torch_compile(model, **kwargs):
+        calls["torch.compile"] += 1
+        return model
+
+    monkeypatch.setattr(benchmark.co, "compile_step", fake_compile_step)
+    monkeypatch.setattr(benchmark.torch, "compile", fake_torch_compile)
+    cfg = compose_benchmark(*TINY, "memory=false", "video_frames=0", "compile=true")
+    (row,) = benchmark.run(cfg)
+    assert calls == {"compile_step": 1, "torch.compile": 1}
+    assert row["compile_error"] is None
+    for key in ("compile_s", "compiled_step_ms", "compile_speedup", "compiled_clip_ms"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert row["compiled_speedup"] == pytest.approx(
+        row["compiled_clip_ms"] / row["compiled_step_ms"], rel=0.5
+    )
+    assert "compiled clip/step" in capsys.readouterr().out
 
 
 def test_speed_suite_batch_row_is_compared_with_batch_1_interleaved(capsys):

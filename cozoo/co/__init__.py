@@ -3,9 +3,10 @@
 ``import continual as co`` becomes ``from cozoo import co``.
 """
 
-from . import __about__, convert, export, flops, logging, onnx, utils
+from . import __about__, compiled, convert, export, flops, logging, onnx, utils
 from .attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention
 from .closure import Add, Constant, Identity, Lambda, Multiply, One, Zero
+from .compiled import CompiledStep, compile_step
 from .container import (
     Broadcast,
     BroadcastReduce,
@@ -75,6 +76,7 @@ __all__ = [
     "BroadcastReduce",
     "CallMode",
     "CoModule",
+    "CompiledStep",
     "Conditional",
     "Constant",
     "Conv1d",
@@ -101,6 +103,8 @@ __all__ = [
     "StepShapeError",
     "Zero",
     "call_mode",
+    "compile_step",
+    "compiled",
     "continual",
     "convert",
     "export",

@@ -1,0 +1,76 @@
+"""``co.compile_step``: the pure step compiled with ``torch.compile`` (Inductor, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from cozoo import co
+
+
+def _net() -> co.Sequential:
+    torch.manual_seed(0)
+    net = co.Sequential(
+        co.Conv3d(3, 8, 3, padding=(1, 1, 1)),
+        nn.BatchNorm3d(8),
+        nn.ReLU(),
+        co.Conv3d(8, 8, 3, padding=(0, 1, 1), groups=8),
+        nn.SiLU(),
+        co.AvgPool3d((2, 1, 1), stride=(2, 1, 1)),  # outputs on every other step
+    )
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    net = _net()
+    frames = torch.randn(2, 3, 14, 6, 6)
+    return net, co.compile_step(net, frames[:, :, 0]), frames
+
+
+def test_compiled_steps_equal_eager_steps_without_recompiling(compiled):
+    net, fast, frames = compiled
+    fast.reset()
+    net.clean_state()
+    got = [fast(frames[:, :, 0])]  # compiles
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        got += [fast(frames[:, :, t]) for t in range(1, frames.shape[2])]
+    expected = [net.forward_step(frames[:, :, t]) for t in range(frames.shape[2])]
+    assert [g is None for g in got] == [e is None for e in expected]
+    assert sum(e is not None for e in expected) >= 4
+    for g, e in zip(got, expected):
+        if e is not None:
+            assert_close(g, e, atol=1e-5, rtol=1e-5)
+    # and the whole stream is the clip forward, as for the eager steps
+    clip = net.forward(frames)
+    steps = torch.stack([g for g in got if g is not None], 2)
+    assert_close(steps, clip[:, :, : steps.shape[2]], atol=1e-5, rtol=1e-5)
+
+
+def test_reset_starts_a_new_stream_and_the_module_state_is_untouched(compiled):
+    net, fast, frames = compiled
+    net.clean_state()
+    fast.reset()
+    first = [fast(frames[:, :, t]) for t in range(6)]
+    assert net.get_state() is None  # the compiled step keeps its own state
+    fast.reset()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        again = [fast(frames[:, :, t]) for t in range(6)]
+    for a, b in zip(first, again):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_bad_input_is_refused_with_a_clear_error(compiled):
+    net, fast, frames = compiled
+    expected = r"Sequential\): compiled for steps of shape \(2, 3, 6, 6\)"
+    with pytest.raises(ValueError, match=expected):
+        fast(frames[:1, :, 0])
+    with pytest.raises(ValueError, match="train mode"):
+        co.compile_step(_net().train(), frames[:, :, 0])
+    with pytest.raises(TypeError, match="continual module"):
+        co.compile_step(nn.ReLU(), frames[:, :, 0])
