@@ -2,10 +2,10 @@
 
 An eager step runs hundreds of small ops, each with its own Python and dispatch cost; on a CPU
 at batch 1 that overhead is a large part of the step. ``compile_step`` compiles the module's
-pure step (``StepFunction``, tensor mode) with Inductor, which fuses the elementwise work into
-the convolutions and matmuls around it and runs the graph without Python in between::
+pure step with Inductor, which fuses the elementwise work into the convolutions and matmuls
+around it and runs the graph without Python in between::
 
-    fast = co.compile_step(model.eval(), example_frame)   # compiles on the first call (minutes)
+    fast = co.compile_step(model.eval(), example_frame)   # compiles at the first steady step
     for frame in stream:                                   # frames (B, C, H, W)
         y = fast(frame)                                    # None while warming up
 
@@ -13,24 +13,46 @@ By default the weights are frozen into the compiled graph (Inductor's ``freezing
 folded into the convolutions, weights pre-packed): later changes to the module's parameters
 are not seen; compile again after loading other weights. ``freeze=False`` keeps them live.
 
-The step's state tensors change layout over the first steps (channels-last frames replace the
-initial ones), and ``torch.compile`` specialises on the layout of its inputs: the state is
-therefore brought to its steady layout before compiling (an eager run on zeros whose state is
-then reset), so that one compilation serves the whole stream.
+Two forms, chosen at construction:
+
+- **steady** (networks whose state reaches a fixed structure, e.g. every temporal stride 1):
+  the warm-up steps run eagerly; once the state's bookkeeping (counters, shapes) and its
+  tensors' layouts stop changing, the steady step is compiled with that bookkeeping as
+  constants, so the graph holds nothing but the tensor work of one output.
+- **tensor mode** (otherwise, e.g. strided windows whose phase cycles): ``StepFunction``
+  compiled whole, counters as tensors, on a state brought to its steady layout first
+  (``torch.compile`` specialises on the layout of its inputs).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .export import StepFunction, initial_state
-from .module import CoModule
+from .export import StepFunction, flatten_state, initial_state, unflatten_state
+from .module import CoModule, State, finalize_step_output, static_bookkeeping
 
 __all__ = ["CompiledStep", "compile_step", "inductor_options"]
+
+
+class _SteadyStep(nn.Module):
+    """A steady step of ``module`` on flat state tensors: ``(x, *tensors) -> (y, *tensors)``.
+
+    The state's structure (counters, step shapes: Python values) is a constant of the traced
+    graph, which is valid while every stream is valid and past its warm-up.
+    """
+
+    def __init__(self, module: CoModule, structure: Any):
+        super().__init__()
+        self.module = module
+        self.structure = structure
+
+    def forward(self, x: Tensor, *tensors: Tensor):
+        y, _, state = self.module._step(x, unflatten_state(self.structure, tensors), True)
+        return (y, *flatten_state(state)[0])
 
 
 class CompiledStep:
@@ -38,7 +60,8 @@ class CompiledStep:
 
     ``step(frame)`` returns what ``module.forward_step(frame)`` would (float tolerance): the
     output ``(B, C', *S')``, or None while the module warms up or between strided outputs.
-    The module's own stored state is neither read nor changed.
+    The module's own stored state is neither read nor changed. ``mode`` is ``"steady"`` or
+    ``"tensor"``.
     """
 
     def __init__(
@@ -59,12 +82,23 @@ class CompiledStep:
         self.module = module
         self.freeze = freeze
         self.cpp_wrapper = cpp_wrapper
-        self.function = StepFunction(module, example_step).eval()
         self.example_shape = tuple(example_step.shape)
-        with torch.no_grad():
-            self._fresh = _steady_layout_state(self.function, module, example_step)
-        self.state: List[Tensor] = [t.clone() for t in self._fresh]
-        self._compiled = torch.compile(self.function, dynamic=False, **compile_kwargs)
+        zeros = torch.zeros_like(example_step, memory_format=torch.contiguous_format)
+        with torch.no_grad(), static_bookkeeping():
+            steady = _steady_structure(module, zeros)
+        if steady is not None:
+            self.mode = "steady"
+            self._compiled = torch.compile(
+                _SteadyStep(module, steady), dynamic=False, **compile_kwargs
+            )
+            self._steady = steady
+        else:
+            self.mode = "tensor"
+            function = StepFunction(module, example_step).eval()
+            with torch.no_grad():
+                self._fresh = _steady_layout_state(function, module, zeros)
+            self._compiled = torch.compile(function, dynamic=False, **compile_kwargs)
+        self.reset()
 
     def __call__(self, frame: Tensor) -> Optional[Tensor]:
         if tuple(frame.shape) != self.example_shape:
@@ -73,20 +107,62 @@ class CompiledStep:
                 f"{self.example_shape} (B, C, *S), got {tuple(frame.shape)}"
             )
         frame = frame.contiguous()  # one layout for every call: compiled code is specialised
-        with torch.no_grad(), self._inductor_options():
-            y, valid, *self.state = self._compiled(frame, *self.state)
-        if bool(valid.all()):
-            return y
-        if not bool(valid.any()):
-            return None
-        return y.masked_fill(~valid.view((-1,) + (1,) * (y.dim() - 1)), float("nan"))
+        with torch.no_grad(), inductor_options(self.freeze, self.cpp_wrapper):
+            if self.mode == "tensor":
+                y, valid, *self._tensors = self._compiled(frame, *self._tensors)
+                return _masked(y, valid)
+            with static_bookkeeping():
+                if self._tensors is not None:
+                    y, *self._tensors = self._compiled(frame, *self._tensors)
+                    return y
+                # Warming up, eagerly, until the state is steady (structure and layouts).
+                y, valid, self._state = self.module._step(frame, self._state, True)
+            tensors, structure = flatten_state(self._state)
+            layouts = [t.stride() for t in tensors]
+            if structure == self._steady and layouts == self._layouts:
+                self._tensors = tensors
+            self._layouts = layouts
+            return finalize_step_output(y, valid)
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the steps run eagerly (steady form, before the state is steady)."""
+        return self.mode == "steady" and self._tensors is None
 
     def reset(self) -> None:
-        """Start a new stream: the state of fresh streams (no recompilation)."""
-        self.state = [t.clone() for t in self._fresh]
+        """Start a new stream (no recompilation)."""
+        if self.mode == "tensor":
+            self._tensors = [t.clone() for t in self._fresh]
+        else:
+            self._state: State = None
+            self._tensors = None
+            self._layouts: List[Tuple[int, ...]] = []
 
-    def _inductor_options(self):
-        return inductor_options(self.freeze, self.cpp_wrapper)
+
+def _masked(y: Tensor, valid: Tensor) -> Optional[Tensor]:
+    """The tensor-mode output as ``forward_step`` returns it: None without any real row, NaN
+    rows for the streams without an output."""
+    if bool(valid.all()):
+        return y
+    if not bool(valid.any()):
+        return None
+    return y.masked_fill(~valid.view((-1,) + (1,) * (y.dim() - 1)), float("nan"))
+
+
+def _steady_structure(module: CoModule, zeros: Tensor) -> Any:
+    """The fixed structure of ``module``'s state once every step outputs and the bookkeeping
+    no longer changes, found by stepping on zeros; None if there is none within the module's
+    receptive field (e.g. a strided window cycles through its phases)."""
+    rf = module.receptive_field
+    limit = 2 if rf == float("inf") else int(rf) + 2
+    state, previous = None, None
+    for _ in range(limit):
+        _, valid, state = module._step(zeros, state, True)
+        _, structure = flatten_state(state)
+        if valid is True and structure == previous:
+            return structure
+        previous = structure
+    return None
 
 
 def inductor_options(freeze: bool, cpp_wrapper: bool):
@@ -99,10 +175,9 @@ def inductor_options(freeze: bool, cpp_wrapper: bool):
     return config.patch(freezing=freeze, cpp_wrapper=cpp_wrapper)
 
 
-def _steady_layout_state(function: StepFunction, module: CoModule, example: Tensor) -> List[Tensor]:
+def _steady_layout_state(function: StepFunction, module: CoModule, zeros: Tensor) -> List[Tensor]:
     """Fresh-stream state tensors laid out as they are once the stream is past its warm-up."""
-    state = initial_state(module, example)
-    zeros = torch.zeros_like(example, memory_format=torch.contiguous_format)
+    state = initial_state(module, zeros)
     steps = module.receptive_field
     steps = 2 if steps == float("inf") else int(steps) + 2
     for _ in range(steps):

@@ -101,6 +101,26 @@ def in_tensor_mode() -> bool:
     return bool(_tensor_mode)
 
 
+_static_bookkeeping: list = []
+
+
+class static_bookkeeping:  # noqa: N801 - a context manager, like tensor_mode
+    """Within this block, no state holds Python values that change on every step once a
+    stream is steady (an average pool re-sums its window instead of keeping a running sum
+    whose age counts steps), so the steady step can be compiled with the bookkeeping as
+    constants (``co.compile_step``)."""
+
+    def __enter__(self) -> None:
+        _static_bookkeeping.append(True)
+
+    def __exit__(self, *exc_info) -> None:
+        _static_bookkeeping.pop()
+
+
+def in_static_bookkeeping() -> bool:
+    return bool(_static_bookkeeping)
+
+
 class call_mode:  # noqa: N801 - lower case to match `continual.call_mode`
     """Context manager that makes every continual module called inside it use ``mode``.
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .conv import _is_channels_last
-from .module import Stateless, Valid, in_tensor_mode, select_rows
+from .module import Stateless, Valid, in_static_bookkeeping, in_tensor_mode, select_rows
 from .window import SlidingWindow, WindowState
 
 __all__ = [
@@ -134,12 +134,14 @@ class _ContinualPool(SlidingWindow):
 
     # ---- average pools: O(1) running sum ------------------------------------------------------
     def _uses_running_sum(self) -> bool:
-        # Traced steps sum the window directly: the periodic re-sum is a branch on a counter.
+        # Traced and compiled steps sum the window directly: the periodic re-sum is a branch
+        # on a counter that changes every step.
         return (
             not self._is_max
             and self._t_dilation == 1
             and self._t_window > 1
             and not in_tensor_mode()
+            and not in_static_bookkeeping()
         )
 
     @staticmethod

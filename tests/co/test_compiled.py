@@ -10,15 +10,16 @@ from torch.testing import assert_close
 from cozoo import co
 
 
-def _net() -> co.Sequential:
+def _net(pool_stride: int = 2) -> co.Sequential:
     torch.manual_seed(0)
     net = co.Sequential(
         co.Conv3d(3, 8, 3, padding=(1, 1, 1)),
         nn.BatchNorm3d(8),
         nn.ReLU(),
-        co.Conv3d(8, 8, 3, padding=(0, 1, 1), groups=8),
+        co.BroadcastReduce(co.Conv3d(8, 8, 3, padding=(1, 1, 1), groups=8), co.Delay(1)),
         nn.SiLU(),
-        co.AvgPool3d((2, 1, 1), stride=(2, 1, 1)),  # outputs on every other step
+        # stride 2: outputs on every other step, the bookkeeping cycles (tensor mode)
+        co.AvgPool3d((2, 1, 1), stride=(pool_stride, 1, 1)),
     )
     with torch.no_grad():
         net[1].running_mean.uniform_(-0.5, 0.5)
@@ -26,20 +27,24 @@ def _net() -> co.Sequential:
     return net.eval()
 
 
-@pytest.fixture(scope="module")
-def compiled():
-    net = _net()
+@pytest.fixture(scope="module", params=[2, 1], ids=["tensor-mode", "steady"])
+def compiled(request):
+    net = _net(pool_stride=request.param)
     frames = torch.randn(2, 3, 14, 6, 6)
-    return net, co.compile_step(net, frames[:, :, 0]), frames
+    fast = co.compile_step(net, frames[:, :, 0])
+    assert fast.mode == ("tensor" if request.param == 2 else "steady")
+    return net, fast, frames
 
 
 def test_compiled_steps_equal_eager_steps_without_recompiling(compiled):
     net, fast, frames = compiled
     fast.reset()
     net.clean_state()
-    got = [fast(frames[:, :, 0])]  # compiles
+    got = [fast(frames[:, :, t]) for t in range(6)]  # compiles (steady: at its first steady step)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        got += [fast(frames[:, :, t]) for t in range(1, frames.shape[2])]
+        got += [fast(frames[:, :, t]) for t in range(6, frames.shape[2])]
+    if fast.mode == "steady":
+        assert not fast.warming_up  # the later steps ran the compiled steady step
     expected = [net.forward_step(frames[:, :, t]) for t in range(frames.shape[2])]
     assert [g is None for g in got] == [e is None for e in expected]
     assert sum(e is not None for e in expected) >= 4
