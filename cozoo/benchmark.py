@@ -14,8 +14,9 @@ at the published input, per batch size and thread count, and prints ms per clip 
 the measured speed-up (targets: CoX3D-S 9x, CoX3D-M 12x, CoX3D-L 13x), the FLOPs reduction and
 the share of it realised, memory per stream (state; weights + input + state + peak allocation
 of one call), the time to warm up the state, steps/s of a continual evaluation over a long video,
-optionally what ``torch.compile`` of the step adds (``compile=true``: minutes per model), and the
-published figures (weights' meta; clip models: ``cozoo.figures.CLIP_MODELS``). ``save=true``
+optionally what ``torch.compile`` adds (``compile=true``, minutes per model: ``co.compile_step``
+against the eager step, and the compiled clip against the compiled step), and the published
+figures (weights' meta; clip models: ``cozoo.figures.CLIP_MODELS``). ``save=true``
 writes the rows as CSV and JSON under ``results_dir`` (``results/``).
 
 ``flops`` prints the model zoo's params and MACs per clip and per step next to the published
@@ -437,7 +438,8 @@ def bench_speed(
     forward evicts the caches: ``step_inner`` is large enough that the first step after each
     clip does not dominate the step's sample. ``video_frames`` > 0 also runs a continual
     evaluation of a video that long from a clean state (steps/s, warm-up included);
-    ``compile`` times ``torch.compile`` of the pure step (``StepFunction``) against eager.
+    ``compile`` times ``co.compile_step`` against the eager step and the compiled clip against
+    the compiled step (both with Inductor's frozen weights and C++ wrapper).
     ``weights`` (e.g. ``"DEFAULT"``) loads a checkpoint; by default the weights are random
     (the speed does not depend on their values). ``fuse_bn`` folds the BatchNorms into the
     convolutions (``co.fuse_batch_norm``) of the one model that both sides run.
@@ -517,14 +519,7 @@ def bench_speed(
         else:
             row["clip_memory_mb_per_stream"] = row["step_memory_mb_per_stream"] = None
 
-        row.update(
-            compile_s=None,
-            compiled_step_ms=None,
-            compile_speedup=None,
-            compiled_clip_ms=None,
-            compiled_speedup=None,
-            compile_error=None,
-        )
+        row.update(dict.fromkeys(COMPILE_COLUMNS))
         if compile:
             row.update(_bench_compiled(model, clip, stream, step, repeats, step_inner))
         row["video_frames"] = int(video_frames)
@@ -558,6 +553,16 @@ def _against_batch1(
     batch = stream.shape[1]
     r = interleaved(step, lambda: single.forward_step(frame), repeats, inner=inner, warmup=warmup)
     return {"batch1_step_ms": r["b_ms"], "stream_frame_gain": batch / r["ratio"]}
+
+
+COMPILE_COLUMNS = (
+    "compile_s",
+    "compiled_step_ms",
+    "compile_speedup",
+    "compiled_clip_ms",
+    "compiled_speedup",
+    "compile_error",
+)
 
 
 def _bench_compiled(

@@ -58,7 +58,7 @@ class _SteadyStep(nn.Module):
 class CompiledStep:
     """A compiled ``forward_step`` that keeps its own state (see the module docstring).
 
-    ``step(frame)`` returns what ``module.forward_step(frame)`` would (float tolerance): the
+    ``fast(frame)`` returns what ``module.forward_step(frame)`` would (float tolerance): the
     output ``(B, C', *S')``, or None while the module warms up or between strided outputs.
     The module's own stored state is neither read nor changed. ``mode`` is ``"steady"`` or
     ``"tensor"``.
@@ -73,7 +73,9 @@ class CompiledStep:
         **compile_kwargs: Any,
     ):
         if not isinstance(module, CoModule):
-            raise TypeError(f"compile_step: expected a continual module, got {type(module)}")
+            raise TypeError(
+                f"compile_step: expected a continual module, got {type(module).__name__}"
+            )
         if module.training:
             raise ValueError(
                 f"compile_step: {type(module).__name__} is in train mode; call .eval() first "

@@ -83,38 +83,42 @@ def to_call_mode(mode: Union[str, int, Tensor, CallMode]) -> CallMode:
 
 
 _mode_stack: list = []
+
+
+class _Switch:
+    """A nestable on/off context manager: on while any of its blocks is active."""
+
+    _active: list
+
+    def __enter__(self) -> None:
+        self._active.append(True)
+
+    def __exit__(self, *exc_info) -> None:
+        self._active.pop()
+
+
 _tensor_mode: list = []
+_static_bookkeeping: list = []
 
 
-class tensor_mode:  # noqa: N801 - a context manager, like call_mode
+class tensor_mode(_Switch):  # noqa: N801 - a context manager, like call_mode
     """Within this block, steps are traced for export: counters and validity are tensors,
     every module computes its output on every step, and no branch depends on a value."""
 
-    def __enter__(self) -> None:
-        _tensor_mode.append(True)
-
-    def __exit__(self, *exc_info) -> None:
-        _tensor_mode.pop()
+    _active = _tensor_mode
 
 
 def in_tensor_mode() -> bool:
     return bool(_tensor_mode)
 
 
-_static_bookkeeping: list = []
-
-
-class static_bookkeeping:  # noqa: N801 - a context manager, like tensor_mode
+class static_bookkeeping(_Switch):  # noqa: N801 - a context manager, like tensor_mode
     """Within this block, no state holds Python values that change on every step once a
     stream is steady (an average pool re-sums its window instead of keeping a running sum
     whose age counts steps), so the steady step can be compiled with the bookkeeping as
     constants (``co.compile_step``)."""
 
-    def __enter__(self) -> None:
-        _static_bookkeeping.append(True)
-
-    def __exit__(self, *exc_info) -> None:
-        _static_bookkeeping.pop()
+    _active = _static_bookkeeping
 
 
 def in_static_bookkeeping() -> bool:
