@@ -580,7 +580,7 @@ def _bench_compiled(
         start = time.perf_counter()
         fast = co.compile_step(model, stream[0])
         warm_up = iter(range(1 << 62))
-        while getattr(fast, "warming_up", False):  # eager steps until the state is steady
+        while fast.warming_up:  # eager steps until the state is steady
             fast(stream[next(warm_up) % len(stream)])
         fast(stream[0])  # compiles
         compile_s = time.perf_counter() - start

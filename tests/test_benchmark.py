@@ -102,10 +102,18 @@ def test_compile_columns_time_the_compiled_step_and_the_compiled_clip(monkeypatc
     # network): stand-ins that count their calls check the plumbing.
     calls = {"compile_step": 0, "torch.compile": 0}
 
+    class FakeCompiledStep:
+        warming_up = False
+
+        def __init__(self, model):
+            self.twin = copy.deepcopy(model)
+
+        def __call__(self, frame):
+            return self.twin.forward_step(frame)
+
     def fake_compile_step(model, example):
         calls["compile_step"] += 1
-        twin = copy.deepcopy(model)
-        return lambda frame: twin.forward_step(frame)
+        return FakeCompiledStep(model)
 
     def fake_torch_compile(model, **kwargs):
         calls["torch.compile"] += 1

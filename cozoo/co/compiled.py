@@ -26,14 +26,13 @@ Two forms, chosen at construction:
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .export import StepFunction, flatten_state, initial_state, unflatten_state
-from .module import CoModule, State, finalize_step_output, static_bookkeeping
+from .module import CoModule, State, collapse, finalize_step_output, static_bookkeeping
 
 __all__ = ["CompiledStep", "compile_step", "inductor_options"]
 
@@ -112,7 +111,7 @@ class CompiledStep:
         with torch.no_grad(), inductor_options(self.freeze, self.cpp_wrapper):
             if self.mode == "tensor":
                 y, valid, *self._tensors = self._compiled(frame, *self._tensors)
-                return _masked(y, valid)
+                return finalize_step_output(y, collapse(tuple(valid.tolist())))
             with static_bookkeeping():
                 if self._tensors is not None:
                     y, *self._tensors = self._compiled(frame, *self._tensors)
@@ -141,16 +140,6 @@ class CompiledStep:
             self._layouts: List[Tuple[int, ...]] = []
 
 
-def _masked(y: Tensor, valid: Tensor) -> Optional[Tensor]:
-    """The tensor-mode output as ``forward_step`` returns it: None without any real row, NaN
-    rows for the streams without an output."""
-    if bool(valid.all()):
-        return y
-    if not bool(valid.any()):
-        return None
-    return y.masked_fill(~valid.view((-1,) + (1,) * (y.dim() - 1)), float("nan"))
-
-
 def _steady_structure(module: CoModule, zeros: Tensor) -> Any:
     """The fixed structure of ``module``'s state once every step outputs and the bookkeeping
     no longer changes, found by stepping on zeros; None if there is none within the module's
@@ -170,10 +159,8 @@ def _steady_structure(module: CoModule, zeros: Tensor) -> Any:
 def inductor_options(freeze: bool, cpp_wrapper: bool):
     """A context in which Inductor freezes weights into the graph (``freeze``) and wraps the
     compiled kernels in C++ rather than Python (``cpp_wrapper``)."""
-    try:
-        from torch._inductor import config
-    except ImportError:  # pragma: no cover - inductor ships with torch
-        return contextlib.nullcontext()
+    from torch._inductor import config
+
     return config.patch(freezing=freeze, cpp_wrapper=cpp_wrapper)
 
 

@@ -198,21 +198,23 @@ class _ContinualConv(SlidingWindow):
                 self.groups,
             ).squeeze(2)
         if channels_last and self.groups == 1:
-            if self._spatially_pointwise and len(used) == 1:
-                # A 1x1 conv is one matmul over the innermost dim that keeps the layout
-                # (conv2d would hand the frame to a path that copies it back).
-                weight = self.weight.reshape(self.out_channels, -1)  # (C', C), a view
-                y = F.linear(used[0].permute(0, 2, 3, 1), weight, self.bias)
-                return y.permute(0, 3, 1, 2)
             # (B, H, W, C) memory: the k taps are concatenated on the innermost dim (block
             # copies), i.e. channel index j*C + c, against the weight in that order.
             merged = used[0]
             if len(used) > 1:
                 merged = torch.cat([f.permute(0, 2, 3, 1) for f in used], -1).permute(0, 3, 1, 2)
-            weight = _tap_major(self.weight, len(used))  # (C', k*C, *kS), channels-last
             if self._spatially_pointwise:
-                y = F.linear(merged.permute(0, 2, 3, 1), weight.flatten(1), self.bias)
+                # A 1x1 conv is one matmul over the innermost dim that keeps the layout
+                # (conv2d would hand the frame to a path that copies it back). One tap: the
+                # weight as it is, viewed (C', C).
+                weight = (
+                    self.weight.reshape(self.out_channels, -1)
+                    if len(used) == 1
+                    else _tap_major(self.weight, len(used)).flatten(1)
+                )
+                y = F.linear(merged.permute(0, 2, 3, 1), weight, self.bias)
                 return y.permute(0, 3, 1, 2)
+            weight = _tap_major(self.weight, len(used))  # (C', k*C, *kS), channels-last
         else:
             # One tap needs no copy; k taps are stacked as channels: (B, C*k, *S), c*k + j.
             merged = used[0] if len(used) == 1 else torch.stack(used, 2).flatten(1, 2)
