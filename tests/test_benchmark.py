@@ -104,6 +104,7 @@ def test_compile_columns_time_the_compiled_step_and_the_compiled_clip(monkeypatc
 
     class FakeCompiledStep:
         warming_up = False
+        period = 1
 
         def __init__(self, model):
             self.twin = copy.deepcopy(model)

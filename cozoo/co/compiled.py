@@ -13,20 +13,22 @@ By default the weights are frozen into the compiled graph (Inductor's ``freezing
 folded into the convolutions, weights pre-packed): later changes to the module's parameters
 are not seen; compile again after loading other weights. ``freeze=False`` keeps them live.
 
-Two forms, chosen at construction:
+Two forms, chosen at construction (``mode="auto"``) or forced (``mode="steady"``/``"tensor"``):
 
-- **steady** (networks whose state reaches a fixed structure, e.g. every temporal stride 1):
-  the warm-up steps run eagerly; once the state's bookkeeping (counters, shapes) and its
-  tensors' layouts stop changing, the steady step is compiled with that bookkeeping as
-  constants, so the graph holds nothing but the tensor work of one output.
-- **tensor mode** (otherwise, e.g. strided windows whose phase cycles): ``StepFunction``
-  compiled whole, counters as tensors, on a state brought to its steady layout first
-  (``torch.compile`` specialises on the layout of its inputs).
+- **steady** (networks whose state's bookkeeping settles into a cycle): the warm-up steps run
+  eagerly; once the state's bookkeeping (counters, shapes) and its tensors' layouts repeat,
+  each step of the cycle is compiled with that bookkeeping as constants, so a graph holds
+  nothing but the tensor work of its step. With every temporal stride 1 the cycle is one
+  step long; a temporal stride ``s`` makes it ``s`` steps long (one graph per phase, the
+  phases without an output run only the layers before the stride).
+- **tensor mode** (otherwise): ``StepFunction`` compiled whole, counters as tensors, on a
+  state brought to its steady layout first (``torch.compile`` specialises on the layout of
+  its inputs).
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -38,10 +40,11 @@ __all__ = ["CompiledStep", "compile_step", "inductor_options"]
 
 
 class _SteadyStep(nn.Module):
-    """A steady step of ``module`` on flat state tensors: ``(x, *tensors) -> (y, *tensors)``.
+    """A steady step of ``module`` on flat state tensors: ``(x, *tensors) -> (y, *tensors)``,
+    ``y`` None at a phase without an output.
 
     The state's structure (counters, step shapes: Python values) is a constant of the traced
-    graph, which is valid while every stream is valid and past its warm-up.
+    graph, which is valid while every stream is valid, past its warm-up and at this phase.
     """
 
     def __init__(self, module: CoModule, structure: Any):
@@ -60,7 +63,8 @@ class CompiledStep:
     ``fast(frame)`` returns what ``module.forward_step(frame)`` would (float tolerance): the
     output ``(B, C', *S')``, or None while the module warms up or between strided outputs.
     The module's own stored state is neither read nor changed. ``mode`` is ``"steady"`` or
-    ``"tensor"``.
+    ``"tensor"``; ``period`` is the number of steps in the steady cycle (one graph each,
+    compiled at its phase's first steady step), 1 in tensor mode.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class CompiledStep:
         example_step: Tensor,
         freeze: bool = True,
         cpp_wrapper: bool = True,
+        mode: str = "auto",
         **compile_kwargs: Any,
     ):
         if not isinstance(module, CoModule):
@@ -80,25 +85,40 @@ class CompiledStep:
                 f"compile_step: {type(module).__name__} is in train mode; call .eval() first "
                 "(the compiled step is for inference)"
             )
+        if mode not in ("auto", "steady", "tensor"):
+            raise ValueError(
+                f"compile_step: mode must be 'auto', 'steady' or 'tensor', got {mode!r}"
+            )
         self.module = module
         self.freeze = freeze
         self.cpp_wrapper = cpp_wrapper
         self.example_shape = tuple(example_step.shape)
         zeros = torch.zeros_like(example_step, memory_format=torch.contiguous_format)
-        with torch.no_grad(), static_bookkeeping():
-            steady = _steady_structure(module, zeros)
-        if steady is not None:
+        cycle = None
+        if mode != "tensor":
+            with torch.no_grad(), static_bookkeeping():
+                cycle = _steady_cycle(module, zeros)
+            if cycle is None and mode == "steady":
+                raise ValueError(
+                    f"compile_step({type(module).__name__}): its state's bookkeeping does not "
+                    f"settle into a cycle of at most {MAX_PERIOD} distinct steps within its "
+                    "receptive field; use mode='tensor'"
+                )
+        if cycle is not None:
             self.mode = "steady"
-            self._compiled = torch.compile(
-                _SteadyStep(module, steady), dynamic=False, **compile_kwargs
-            )
-            self._steady = steady
+            self._cycle = cycle
+            self._phases = [
+                torch.compile(_SteadyStep(module, structure), dynamic=False, **compile_kwargs)
+                for structure in cycle
+            ]
         else:
             self.mode = "tensor"
+            self._cycle = [None]
             function = StepFunction(module, example_step).eval()
             with torch.no_grad():
                 self._fresh = _steady_layout_state(function, module, zeros)
             self._compiled = torch.compile(function, dynamic=False, **compile_kwargs)
+        self.period = len(self._cycle)
         self.reset()
 
     def __call__(self, frame: Tensor) -> Optional[Tensor]:
@@ -114,15 +134,18 @@ class CompiledStep:
                 return finalize_step_output(y, collapse(tuple(valid.tolist())))
             with static_bookkeeping():
                 if self._tensors is not None:
-                    y, *self._tensors = self._compiled(frame, *self._tensors)
+                    y, *self._tensors = self._phases[self._phase](frame, *self._tensors)
+                    self._phase = (self._phase + 1) % self.period
                     return y
                 # Warming up, eagerly, until the state is steady (structure and layouts).
                 y, valid, self._state = self.module._step(frame, self._state, True)
             tensors, structure = flatten_state(self._state)
-            layouts = [t.stride() for t in tensors]
-            if structure == self._steady and layouts == self._layouts:
-                self._tensors = tensors
-            self._layouts = layouts
+            phase = next((i for i, s in enumerate(self._cycle) if s == structure), None)
+            if phase is not None:
+                layouts = [t.stride() for t in tensors]
+                if self._layouts.get(phase) == layouts:  # as one cycle earlier
+                    self._tensors, self._phase = tensors, phase
+                self._layouts[phase] = layouts
             return finalize_step_output(y, valid)
 
     @property
@@ -137,22 +160,37 @@ class CompiledStep:
         else:
             self._state: State = None
             self._tensors = None
-            self._layouts: List[Tuple[int, ...]] = []
+            self._phase = 0
+            self._layouts: Dict[int, List[Tuple[int, ...]]] = {}
 
 
-def _steady_structure(module: CoModule, zeros: Tensor) -> Any:
-    """The fixed structure of ``module``'s state once every step outputs and the bookkeeping
-    no longer changes, found by stepping on zeros; None if there is none within the module's
-    receptive field (e.g. a strided window cycles through its phases)."""
+#: The longest steady cycle ``compile_step`` looks for (at least the product of the temporal
+#: strides for a cycle to be found).
+MAX_PERIOD = 8
+
+
+def _steady_cycle(module: CoModule, zeros: Tensor) -> Optional[List[Any]]:
+    """The structures of ``module``'s state over one cycle of steady steps, in order: a step
+    from a state of structure ``cycle[i]`` leaves one of ``cycle[(i + 1) % len(cycle)]``.
+
+    Found by stepping on zeros until the structures of the last two cycles are the same and
+    the cycle has an output; None if that does not happen within the receptive field (plus
+    two cycles), or if a structure recurs within the cycle (its phase would be ambiguous)."""
     rf = module.receptive_field
-    limit = 2 if rf == float("inf") else int(rf) + 2
-    state, previous = None, None
+    limit = (2 if rf == float("inf") else int(rf) + 2) + 2 * MAX_PERIOD
+    state = None
+    structures: List[Any] = []
+    outputs: List[bool] = []
     for _ in range(limit):
         _, valid, state = module._step(zeros, state, True)
-        _, structure = flatten_state(state)
-        if valid is True and structure == previous:
-            return structure
-        previous = structure
+        structures.append(flatten_state(state)[1])
+        outputs.append(valid is True)
+        n = len(structures)
+        for period in range(1, min(MAX_PERIOD, n // 2) + 1):
+            cycle = structures[n - period :]
+            if cycle == structures[n - 2 * period : n - period] and any(outputs[n - period :]):
+                distinct = all(s != t for i, s in enumerate(cycle) for t in cycle[i + 1 :])
+                return cycle if distinct else None
     return None
 
 
@@ -180,8 +218,9 @@ def compile_step(
     example_step: Tensor,
     freeze: bool = True,
     cpp_wrapper: bool = True,
+    mode: str = "auto",
     **compile_kwargs: Any,
 ) -> CompiledStep:
     """``module``'s step compiled with ``torch.compile`` for steps shaped like ``example_step``
     ``(B, C, *S)``; see ``CompiledStep``. ``compile_kwargs`` go to ``torch.compile``."""
-    return CompiledStep(module, example_step, freeze, cpp_wrapper, **compile_kwargs)
+    return CompiledStep(module, example_step, freeze, cpp_wrapper, mode, **compile_kwargs)

@@ -31,6 +31,7 @@ from .module import (
     all_valid,
     cat_outputs,
     finalize_step_output,
+    step_chain,
 )
 from .state_dicts import FlattenableStateDict
 from .utils import function_repr
@@ -230,6 +231,8 @@ class Sequential(_Container, nn.Sequential):
     _co_routes_child_states = True  # _step: each child steps on its own slot
 
     def _step(self, x, state, valid=True):
+        if state.__class__ is StoredStates:
+            return step_chain(self._co_children(), x, state, valid)
         states = self._child_states(state)
         for i, child in enumerate(self._co_children()):
             x, valid, states[i] = child._call_step(x, states[i], valid)

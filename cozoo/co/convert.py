@@ -164,7 +164,11 @@ class _ForwardStepping(Stateless):
 
 def _batch_norm_frame(self, x: Tensor) -> Tensor:
     """An eval-mode BatchNorm step: the per-channel op applies to the frame ``(B, C, *S)`` as it
-    is (``forward`` would add and remove the time dim and re-check its arguments per step)."""
+    is (``forward`` would add and remove the time dim and re-check its arguments per step).
+
+    On the CPU it calls the kernel that ``torch.batch_norm`` ends in (same result) without the
+    two dispatch layers that pick it; elsewhere ``torch.batch_norm`` picks cuDNN etc., and the
+    ONNX tracer only knows ``batch_norm``."""
     if (
         self.training
         or self.running_mean is None
@@ -172,6 +176,10 @@ def _batch_norm_frame(self, x: Tensor) -> Tensor:
         or x.dim() != self._co_frame_dims
     ):
         return _ForwardStepping._frame(self, x)
+    if x.device.type == "cpu" and not torch.jit.is_tracing():
+        return torch.native_batch_norm(
+            x, self.weight, self.bias, self.running_mean, self.running_var, False, 0.0, self.eps
+        )[0]
     return torch.batch_norm(
         x, self.weight, self.bias, self.running_mean, self.running_var,
         False, 0.0, self.eps, torch.backends.cudnn.enabled,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -378,8 +378,26 @@ class StoredStates:
         self.replaced.clear()
 
 
+def step_chain(children: Iterable[CoModule], x: Any, stored: StoredStates, valid: Valid):
+    """``Sequential``'s step on the stored states: each child steps on the previous one's
+    output, until one has none. A child whose step is its ``_frame`` (and that has no hooks)
+    is applied as that, without the per-module step machinery around it."""
+    for child in children:
+        if (
+            valid is not False
+            and _stored_kind_by_class.get(child.__class__) == _FRAME_ONLY
+            and not _has_hooks(child)
+        ):
+            x = child._frame(x)
+            continue
+        x, valid, _ = child._call_step(x, stored, valid)
+        if valid is False:
+            return None, False, stored
+    return x, valid, stored
+
+
 _ROUTING_METHODS = ("_step", "get_state", "set_state", "_child_states")
-_ROUTES, _PLAIN_STATE, _OWN_STATE_API = 0, 1, 2
+_ROUTES, _PLAIN_STATE, _OWN_STATE_API, _FRAME_ONLY = 0, 1, 2, 3
 _stored_kind_by_class: dict = {}
 
 
@@ -409,7 +427,9 @@ def _stored_kind(cls: type) -> int:
         if routes_child_states(cls):
             kind = _ROUTES
         elif _owner(cls, "get_state") is CoModule and _owner(cls, "set_state") is CoModule:
-            kind = _PLAIN_STATE  # the state is the `_co_state` attribute, nothing more
+            # The state is the `_co_state` attribute, nothing more; with CoModule's own
+            # `_step`, a step is `_frame` on the frame and leaves that state as it is.
+            kind = _FRAME_ONLY if _owner(cls, "_step") is CoModule else _PLAIN_STATE
         else:
             kind = _OWN_STATE_API
         _stored_kind_by_class[cls] = kind
@@ -535,9 +555,11 @@ class CoModule(nn.Module):
         kind = _stored_kind_by_class.get(self.__class__)
         if kind is None:
             kind = _stored_kind(self.__class__)
+        if kind == _FRAME_ONLY and not hooks:
+            return (None if valid is False else self._frame(x)), valid, stored
         if kind == _ROUTES:
             old = stored
-        elif kind == _PLAIN_STATE:
+        elif kind == _PLAIN_STATE or kind == _FRAME_ONLY:
             old = self._co_state
         else:
             old = self.get_state()
@@ -547,7 +569,7 @@ class CoModule(nn.Module):
             y, valid, new = self._step(x, old, valid)
         if new is not old and kind != _ROUTES:
             stored.replaced.append((self, old))
-            if kind == _PLAIN_STATE:
+            if kind == _PLAIN_STATE or kind == _FRAME_ONLY:
                 object.__setattr__(self, "_co_state", new)
             else:
                 self.set_state(new)

@@ -27,12 +27,21 @@ def _net(pool_stride: int = 2) -> co.Sequential:
     return net.eval()
 
 
-@pytest.fixture(scope="module", params=[2, 1], ids=["tensor-mode", "steady"])
+# (pool stride, mode asked for, mode and period expected)
+_FORMS = {
+    "steady": (1, "auto", "steady", 1),
+    "steady-cycle": (2, "auto", "steady", 2),  # outputs on every other step: two graphs
+    "tensor-mode": (2, "tensor", "tensor", 1),
+}
+
+
+@pytest.fixture(scope="module", params=list(_FORMS))
 def compiled(request):
-    net = _net(pool_stride=request.param)
-    frames = torch.randn(2, 3, 14, 6, 6)
-    fast = co.compile_step(net, frames[:, :, 0])
-    assert fast.mode == ("tensor" if request.param == 2 else "steady")
+    pool_stride, mode, expected_mode, period = _FORMS[request.param]
+    net = _net(pool_stride=pool_stride)
+    frames = torch.randn(2, 3, 16, 6, 6)
+    fast = co.compile_step(net, frames[:, :, 0], mode=mode)
+    assert (fast.mode, fast.period) == (expected_mode, period)
     return net, fast, frames
 
 
@@ -40,11 +49,18 @@ def test_compiled_steps_equal_eager_steps_without_recompiling(compiled):
     net, fast, frames = compiled
     fast.reset()
     net.clean_state()
-    got = [fast(frames[:, :, t]) for t in range(6)]  # compiles (steady: at its first steady step)
+    got = []
+    while fast.warming_up or len(got) < 2:
+        got.append(fast(frames[:, :, len(got)]))
+    warm_up = len(got)
+    for _ in range(fast.period):  # compiles each phase's graph
+        got.append(fast(frames[:, :, len(got)]))
+    assert len(got) <= 10
     with torch._dynamo.config.patch(error_on_recompile=True):
-        got += [fast(frames[:, :, t]) for t in range(6, frames.shape[2])]
+        got += [fast(frames[:, :, t]) for t in range(len(got), frames.shape[2])]
     if fast.mode == "steady":
-        assert not fast.warming_up  # the later steps ran the compiled steady step
+        assert not fast.warming_up  # the later steps ran the compiled steady steps
+        assert warm_up < 8
     expected = [net.forward_step(frames[:, :, t]) for t in range(frames.shape[2])]
     assert [g is None for g in got] == [e is None for e in expected]
     assert sum(e is not None for e in expected) >= 4
@@ -61,11 +77,11 @@ def test_reset_starts_a_new_stream_and_the_module_state_is_untouched(compiled):
     net, fast, frames = compiled
     net.clean_state()
     fast.reset()
-    first = [fast(frames[:, :, t]) for t in range(6)]
+    first = [fast(frames[:, :, t]) for t in range(frames.shape[2])]  # compiles every phase
     assert net.get_state() is None  # the compiled step keeps its own state
     fast.reset()
     with torch._dynamo.config.patch(error_on_recompile=True):
-        again = [fast(frames[:, :, t]) for t in range(6)]
+        again = [fast(frames[:, :, t]) for t in range(frames.shape[2])]
     for a, b in zip(first, again):
         assert (a is None and b is None) or torch.equal(a, b)
 
@@ -79,3 +95,5 @@ def test_bad_input_is_refused_with_a_clear_error(compiled):
         co.compile_step(_net().train(), frames[:, :, 0])
     with pytest.raises(TypeError, match="continual module"):
         co.compile_step(nn.ReLU(), frames[:, :, 0])
+    with pytest.raises(ValueError, match="mode must be 'auto', 'steady' or 'tensor', got 'fast'"):
+        co.compile_step(net, frames[:, :, 0], mode="fast")

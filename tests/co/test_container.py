@@ -1066,6 +1066,28 @@ def test_hooks_see_the_step_input_and_output_once_per_step():
     assert len(seen) == 1
 
 
+@pytest.mark.parametrize("where", ["module", "global"])
+def test_hooks_of_a_stateless_child_fire_in_step_mode(where):
+    # A Sequential applies a stateless child's frame directly only while it has no hooks.
+    m = co.Sequential(co.Conv1d(2, 2, 1), nn.ReLU(), co.Delay(0))
+    relu = m[1]
+    x = torch.randn(1, 2)
+    with torch.no_grad():
+        plain = m.forward_step(x)
+        if where == "module":
+            handle = relu.register_forward_hook(lambda mod, args, out: out + 10)
+        else:
+            handle = nn.modules.module.register_module_forward_hook(
+                lambda mod, args, out: out + 10 if mod is relu else None
+            )
+        try:
+            hooked = m.forward_step(x)
+        finally:
+            handle.remove()
+        assert torch.equal(hooked, plain + 10)
+        assert torch.equal(m.forward_step(x), plain)
+
+
 def test_forward_hook_can_change_a_child_output_in_step_mode():
     conv = co.Conv1d(1, 1, 1)
     m = co.Sequential(conv, co.Delay(0))

@@ -520,6 +520,7 @@ FAST_FRAME_CASES = {
     "BatchNorm1d": (lambda: nn.BatchNorm1d(4), (2, 4)),
     "BatchNorm2d": (lambda: nn.BatchNorm2d(4), (2, 4, 5)),
     "BatchNorm3d": (lambda: nn.BatchNorm3d(4), (2, 4, 5, 3)),
+    "BatchNorm3d-not-affine": (lambda: nn.BatchNorm3d(4, affine=False), (2, 4, 5, 3)),
     "ReLU": (nn.ReLU, (2, 4, 5, 3)),
     "SiLU": (nn.SiLU, (2, 4, 5, 3)),
     "Sigmoid": (nn.Sigmoid, (2, 4, 5, 3)),
