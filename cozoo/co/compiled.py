@@ -28,6 +28,7 @@ Two forms, chosen at construction (``mode="auto"``) or forced (``mode="steady"``
 
 from __future__ import annotations
 
+import types
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -55,6 +56,20 @@ class _SteadyStep(nn.Module):
     def forward(self, x: Tensor, *tensors: Tensor):
         y, _, state = self.module._step(x, unflatten_state(self.structure, tensors), True)
         return (y, *flatten_state(state)[0])
+
+
+def _steady_step(module: CoModule, structure: Any) -> _SteadyStep:
+    """A ``_SteadyStep`` whose ``forward`` has a code object of its own.
+
+    Dynamo keeps the graphs it compiles per code object, at most ``recompile_limit`` of them
+    (8): with one shared ``forward``, every phase of every ``CompiledStep`` in a process would
+    be a recompilation of the others, and the ninth would run eagerly."""
+    shared = _SteadyStep.forward
+    forward = types.FunctionType(
+        shared.__code__.replace(), shared.__globals__, shared.__name__, shared.__defaults__
+    )
+    namespace = {"forward": forward, "__module__": __name__, "__qualname__": "_SteadyStep"}
+    return type("_SteadyStep", (_SteadyStep,), namespace)(module, structure)
 
 
 class CompiledStep:
@@ -108,7 +123,7 @@ class CompiledStep:
             self.mode = "steady"
             self._cycle = cycle
             self._phases = [
-                torch.compile(_SteadyStep(module, structure), dynamic=False, **compile_kwargs)
+                torch.compile(_steady_step(module, structure), dynamic=False, **compile_kwargs)
                 for structure in cycle
             ]
         else:

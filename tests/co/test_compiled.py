@@ -97,3 +97,24 @@ def test_bad_input_is_refused_with_a_clear_error(compiled):
         co.compile_step(nn.ReLU(), frames[:, :, 0])
     with pytest.raises(ValueError, match="mode must be 'auto', 'steady' or 'tensor', got 'fast'"):
         co.compile_step(net, frames[:, :, 0], mode="fast")
+
+
+def test_every_compiled_step_has_graphs_of_its_own():
+    # Dynamo keeps at most `recompile_limit` (8) graphs per code object; if the steady steps
+    # of different CompiledSteps shared one, each new one would be a recompilation (and the
+    # ninth in a process would run eagerly).
+    def small() -> co.Sequential:
+        return co.Sequential(co.Conv3d(3, 4, 3, padding=(1, 1, 1)), nn.ReLU()).eval()
+
+    frame = torch.randn(1, 3, 5, 5)
+    first = co.compile_step(small(), frame)
+    while first.warming_up:
+        first(frame)
+    first(frame)  # compiled
+    second = co.compile_step(small(), frame)
+    while second.warming_up:
+        second(frame)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        second(frame)  # a first compilation, not a recompilation of `first`'s graph
+        assert not second.warming_up and not first.warming_up
+        first(frame)
