@@ -118,3 +118,16 @@ def test_every_compiled_step_has_graphs_of_its_own():
         second(frame)  # a first compilation, not a recompilation of `first`'s graph
         assert not second.warming_up and not first.warming_up
         first(frame)
+
+
+class _CountingForever(co.CoModule):
+    """A state whose bookkeeping never repeats: a step count with no saturation."""
+
+    def _step(self, x, state, valid=True):
+        return x, valid, (0 if state is None else state) + 1
+
+
+def test_steady_form_is_refused_for_a_state_that_never_settles():
+    frame = torch.randn(1, 3)
+    with pytest.raises(ValueError, match="does not settle into a cycle .* use mode='tensor'"):
+        co.compile_step(_CountingForever().eval(), frame, mode="steady")
