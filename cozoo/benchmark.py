@@ -153,9 +153,8 @@ def bench_compile(layers: int, channels: int, size: int, repeats: int) -> List[d
     """``co.compile_step`` against the eager ``forward_step``."""
     net = conv_stack(layers, channels)
     frame = torch.randn(1, channels, size, size)
-    compiled = co.compile_step(net, frame)
+    compiled = compiled_past_warm_up(net, frame[None])
     for _ in range(3):
-        compiled(frame)
         net.forward_step(frame)
 
     def compiled_step() -> None:
@@ -565,6 +564,19 @@ COMPILE_COLUMNS = (
 )
 
 
+def compiled_past_warm_up(model: nn.Module, stream: torch.Tensor) -> co.CompiledStep:
+    """``co.compile_step(model)`` stepped on the frames of ``stream`` ``(N, B, C, *S)``, cycled,
+    through its eager warm-up and once through every phase of its cycle (each compiles), so
+    that the next step runs compiled code."""
+    fast = co.compile_step(model, stream[0])
+    frames = iter(range(1 << 62))
+    while fast.warming_up:
+        fast(stream[next(frames) % len(stream)])
+    for _ in range(fast.period):
+        fast(stream[next(frames) % len(stream)])
+    return fast
+
+
 def _bench_compiled(
     model: nn.Module,
     clip: torch.Tensor,
@@ -578,12 +590,7 @@ def _bench_compiled(
     ``compile_s`` includes the eager warm-up steps before the steady step is compiled."""
     try:
         start = time.perf_counter()
-        fast = co.compile_step(model, stream[0])
-        warm_up = iter(range(1 << 62))
-        while fast.warming_up:  # eager steps until the state is steady
-            fast(stream[next(warm_up) % len(stream)])
-        for _ in range(fast.period):  # compiles each phase's graph
-            fast(stream[next(warm_up) % len(stream)])
+        fast = compiled_past_warm_up(model, stream)
         compile_s = time.perf_counter() - start
         counter = iter(range(1 << 62))
 

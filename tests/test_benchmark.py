@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from torch import nn
 
 from cozoo import benchmark, figures
 
@@ -189,3 +190,25 @@ def test_figure_command_writes_a_png(tmp_path: Path):
     out = tmp_path / "docs" / "accuracy_vs_flops.png"
     figures.main(["accuracy_vs_flops", "--out", str(out)])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compiled_past_warm_up_steps_through_the_warm_up_and_every_phase(monkeypatch):
+    # A stand-in that warms up for 5 steps and then cycles through 2 compiled phases.
+    seen = []
+
+    class FakeCompiledStep:
+        period = 2
+
+        @property
+        def warming_up(self):
+            return len(seen) < 5
+
+        def __call__(self, frame):
+            seen.append(frame)
+
+    monkeypatch.setattr(benchmark.co, "compile_step", lambda model, example: FakeCompiledStep())
+    stream = torch.arange(3.0).reshape(3, 1, 1)
+    fast = benchmark.compiled_past_warm_up(nn.Identity(), stream)
+    assert not fast.warming_up
+    assert len(seen) == 5 + 2  # the warm-up, then one step per phase (each compiles)
+    assert [f.item() for f in seen] == [0, 1, 2, 0, 1, 2, 0]  # the stream's frames, cycled

@@ -380,16 +380,8 @@ class StoredStates:
 
 def step_chain(children: Iterable[CoModule], x: Any, stored: StoredStates, valid: Valid):
     """``Sequential``'s step on the stored states: each child steps on the previous one's
-    output, until one has none. A child whose step is its ``_frame`` (and that has no hooks)
-    is applied as that, without the per-module step machinery around it."""
+    output, until one has none (no per-child state slots to build: each child keeps its own)."""
     for child in children:
-        if (
-            valid is not False
-            and _stored_kind_by_class.get(child.__class__) == _FRAME_ONLY
-            and not _has_hooks(child)
-        ):
-            x = child._frame(x)
-            continue
         x, valid, _ = child._call_step(x, stored, valid)
         if valid is False:
             return None, False, stored
@@ -555,7 +547,7 @@ class CoModule(nn.Module):
         kind = _stored_kind_by_class.get(self.__class__)
         if kind is None:
             kind = _stored_kind(self.__class__)
-        if kind == _FRAME_ONLY and not hooks:
+        if kind == _FRAME_ONLY and not hooks:  # no state to read, replace or journal
             return (None if valid is False else self._frame(x)), valid, stored
         if kind == _ROUTES:
             old = stored
