@@ -186,9 +186,9 @@ class CompiledStep:
 def frame_layout(example_step: Tensor) -> torch.memory_format:
     """The layout a compiled step takes its frames in: channels-last for ``(B, C, H, W)``
     frames, the layout Inductor runs its convolutions in (with plain frames every step would
-    transpose the stored taps and interleave them into the convolutions' input; a 10-layer
-    16-channel conv stack measured 2.4 ms compiled vs 1.3 ms channels-last, 1.9 ms eager),
-    plain otherwise."""
+    transpose the stored taps and interleave them into the convolutions' input: a 10-layer
+    16-channel conv stack on 32x32 frames stepped in 2.4 ms compiled with plain frames, 1.2 ms
+    with channels-last ones, 1.8 ms eagerly, at 2 threads), plain otherwise."""
     return torch.channels_last if example_step.dim() == 4 else torch.contiguous_format
 
 
