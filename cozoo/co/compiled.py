@@ -80,8 +80,8 @@ class CompiledStep:
     The module's own stored state is neither read nor changed. ``mode`` is ``"steady"`` or
     ``"tensor"``; ``period`` is the number of steps in the steady cycle (one graph each,
     compiled at its phase's first steady step), 1 in tensor mode. ``frame_format`` is the
-    memory layout the frames are copied into first (``frame_layout``): the output may come in
-    it too.
+    memory layout the frames are copied into first (channels-last for ``(B, C, H, W)`` frames
+    unless the module's ``step_memory_format`` says otherwise): the output may come in it too.
     """
 
     def __init__(
@@ -110,7 +110,7 @@ class CompiledStep:
         self.freeze = freeze
         self.cpp_wrapper = cpp_wrapper
         self.example_shape = tuple(example_step.shape)
-        self.frame_format = frame_layout(example_step)
+        self.frame_format = _frame_layout(module, example_step)
         zeros = torch.zeros_like(example_step, memory_format=self.frame_format)
         cycle = None
         if mode != "tensor":
@@ -183,13 +183,16 @@ class CompiledStep:
             self._layouts: Dict[int, List[Tuple[int, ...]]] = {}
 
 
-def frame_layout(example_step: Tensor) -> torch.memory_format:
-    """The layout a compiled step takes its frames in: channels-last for ``(B, C, H, W)``
-    frames, the layout Inductor runs its convolutions in (with plain frames every step would
-    transpose the stored taps and interleave them into the convolutions' input: a 10-layer
-    16-channel conv stack on 32x32 frames stepped in 2.4 ms compiled with plain frames, 1.2 ms
-    with channels-last ones, 1.8 ms eagerly, at 2 threads), plain otherwise."""
-    return torch.channels_last if example_step.dim() == 4 else torch.contiguous_format
+def _frame_layout(module: CoModule, example_step: Tensor) -> torch.memory_format:
+    """The layout a compiled step takes its frames in: the module's own ``step_memory_format``
+    (the video zoo's), else channels-last for ``(B, C, H, W)`` frames, the layout Inductor runs
+    its convolutions in (with plain frames every step would transpose the stored taps and
+    interleave them into the convolutions' input: ``python -m cozoo.benchmark core
+    core.compile=true`` measured the compiled stack slower than its eager step, 2.36 vs
+    2.06 ms, and 1.57-1.65 vs 2.02-2.12 ms with channels-last frames), plain otherwise."""
+    if example_step.dim() != 4:
+        return torch.contiguous_format
+    return getattr(module, "step_memory_format", torch.channels_last)
 
 
 #: The longest steady cycle ``compile_step`` looks for (at least the product of the temporal

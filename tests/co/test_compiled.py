@@ -104,6 +104,16 @@ def test_bad_input_is_refused_with_a_clear_error(compiled):
         co.compile_step(net, frames[:, :, 0], mode="fast")
 
 
+def test_frames_take_the_layout_the_module_steps_in():
+    frame = torch.randn(2, 3, 6, 6)
+    assert co.compile_step(_net(), frame).frame_format is torch.channels_last
+    net = _net()
+    net.step_memory_format = torch.contiguous_format  # as a zoo model may be told
+    assert co.compile_step(net, frame).frame_format is torch.contiguous_format
+    flat = co.Sequential(co.Conv1d(3, 4, 3)).eval()  # (B, C) frames: nothing to choose
+    assert co.compile_step(flat, torch.randn(2, 3)).frame_format is torch.contiguous_format
+
+
 def test_every_compiled_step_has_graphs_of_its_own():
     # Dynamo keeps at most `recompile_limit` (8) graphs per code object; if the steady steps
     # of different CompiledSteps shared one, each new one would be a recompilation (and the
