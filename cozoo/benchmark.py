@@ -16,7 +16,7 @@ the share of it realised, memory per stream (state; weights + input + state + pe
 of one call), the time to warm up the state, steps/s of a continual evaluation over a long video,
 optionally what ``torch.compile`` adds (``compile=true``, minutes per model: ``co.compile_step``
 against the eager step, and the compiled clip against the compiled step), and the published
-figures (weights' meta; clip models: ``cozoo.figures.CLIP_MODELS``). ``save=true``
+figures (weights' meta, the clip models' from ``meta.baseline``). ``save=true``
 writes the rows as CSV and JSON under ``results_dir`` (``results/``).
 
 ``flops`` prints the model zoo's params and MACs per clip and per step next to the published
@@ -54,7 +54,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 import hydra
 import torch
@@ -254,8 +254,8 @@ def run_flops(args: Any) -> List[dict]:
     for name in list_models(args.pattern):
         weights = get_model_weights(name).DEFAULT
         protocol, meta = weights.transforms, weights.meta
-        pool = min(meta["published"]["per_pool_size"])
-        shape = (1, 3) + tuple(meta["macs_per_clip"]["input"][1:])
+        pool = min(v.kwargs["pool_size"] for v in meta.variants)
+        shape = (1,) + tuple(meta.macs_per_clip.input)
         model = create_model(name, pool_size=pool).eval().to("meta")
         ours = complexity(model, shape)
         published_convention = complexity(model, shape, convention="continual-inference")
@@ -265,16 +265,15 @@ def run_flops(args: Any) -> List[dict]:
                 "input": "x".join(str(n) for n in shape[1:]),
                 "frames_x_rate": f"{protocol.frames}x{protocol.sampling_rate}",
                 "params": ours.params,
-                "params_published": meta["num_params"],
+                "params_published": meta.num_params,
                 "clip_gmacs": ours.clip_macs / 1e9,
-                "clip_gmacs_published": meta["macs_per_clip"]["value"],
+                "clip_gmacs_published": meta.macs_per_clip.value,
                 "step_gmacs": ours.step_macs / 1e9,
                 "step_gmacs_mean": ours.step_macs_mean / 1e9,
                 "step_gmacs_published_convention": published_convention.step_macs / 1e9,
-                "step_gmacs_published": meta["macs_per_step"]["value"],
+                "step_gmacs_published": meta.macs_per_step.value,
                 "reduction": ours.clip_macs / ours.step_macs,
-                "reduction_published": meta["macs_per_clip"]["value"]
-                / meta["macs_per_step"]["value"],
+                "reduction_published": meta.macs_per_clip.value / meta.macs_per_step.value,
             }
         )
     header = (
@@ -390,24 +389,28 @@ def _gmacs(name: str, pool_size: int, shape: Sequence[int]) -> Dict[str, float]:
     }
 
 
-def _published(name: str, pool_size: int, meta: Mapping[str, Any]) -> Dict[str, Any]:
-    from cozoo.figures import CLIP_MODELS, CONTINUAL_PUBLISHED
+def _value(result: Any) -> Any:
+    return None if result is None else result.value
 
-    clip = CLIP_MODELS.get(name)
-    co_mem, co_cpu = CONTINUAL_PUBLISHED.get((name, pool_size), (None, None))
-    clip_gmacs, step_gmacs = meta["macs_per_clip"]["value"], meta["macs_per_step"]["value"]
+
+def _published(pool_size: int, meta: Any) -> Dict[str, Any]:
+    """The published figures of a model at ``pool_size`` (the weights' meta)."""
+    base = meta.baseline
+    clip_cpu = None if base is None else _value(base.find("CPU throughput"))
+    step_cpu = _value(meta.find("CPU throughput", pool_size=pool_size))
+    clip_gmacs, step_gmacs = meta.macs_per_clip.value, meta.macs_per_step.value
     return {
-        "published_top1": meta["published"]["per_pool_size"].get(pool_size),
-        "published_clip_model": None if clip is None else clip.label,
-        "published_clip_top1": None if clip is None else clip.top1,
+        "published_top1": _value(meta.find("top-1 accuracy", pool_size=pool_size)),
+        "published_clip_model": None if base is None else base.display_name,
+        "published_clip_top1": None if base is None else _value(base.find("top-1 accuracy")),
         "published_clip_gmacs": clip_gmacs,
         "published_step_gmacs": step_gmacs,
         "published_reduction": clip_gmacs / step_gmacs,
-        "published_clip_memory_mb": None if clip is None else clip.memory_mb,
-        "published_step_memory_mb": co_mem,
+        "published_clip_memory_mb": None if base is None else _value(base.find("memory")),
+        "published_step_memory_mb": _value(meta.find("memory", pool_size=pool_size)),
         "published_cpu_speedup": None
-        if clip is None or co_cpu is None
-        else co_cpu / clip.cpu_clips_per_s,
+        if clip_cpu is None or step_cpu is None
+        else step_cpu / clip_cpu,
     }
 
 
@@ -431,7 +434,7 @@ def bench_speed(
     """One row of the speed table: ``name``'s regular clip forward against its continual step,
     same module and weights, timed as interleaved pairs (clip, ``step_inner`` steps, clip, ...).
 
-    The input is the published one (``meta["macs_per_clip"]["input"]``) unless ``frames`` /
+    The input is the published one (``meta.macs_per_clip.input``) unless ``frames`` /
     ``crop`` are given. The continual model is warmed up (``warm_up``, timed) before the pairs,
     so every timed step is a steady-state step. A stream steps back to back, while a clip
     forward evicts the caches: ``step_inner`` is large enough that the first step after each
@@ -448,7 +451,7 @@ def bench_speed(
     threads = resolve_threads(threads)
     torch.set_num_threads(threads)
     meta = get_model_weights(name).DEFAULT.meta
-    _, t_pub, h_pub, w_pub = meta["macs_per_clip"]["input"]
+    _, t_pub, h_pub, w_pub = meta.macs_per_clip.input
     t = int(frames or t_pub)
     h, w = (int(crop), int(crop)) if crop else (int(h_pub), int(w_pub))
     shape = (batch, 3, t, h, w)
@@ -530,7 +533,7 @@ def bench_speed(
                 step()
             row["video_steps_per_s"] = video_frames / (time.perf_counter() - start)
 
-    row.update(_published(name, pool_size, meta))
+    row.update(_published(pool_size, meta))
     row["load_after"] = load_average()
     return row
 
@@ -677,7 +680,7 @@ def print_speed_table(rows: List[dict]) -> None:
         f"{'model':8} {'P':>3} {'top-1':>6} {'clip model':>13} {'top-1':>6} {'GMACs clip':>10} "
         f"{'step':>5} {'reduction':>9} {'CPU speedup':>11}"
     )
-    print("published (weights' meta; clip models and CPU/memory: spec video-models.md §6.1)")
+    print("published (weights' meta: Hedegaard & Iosifidis, ECCV 2022, results figure)")
     print(header)
     print("-" * len(header))
     seen = set()

@@ -89,9 +89,8 @@ def published_top1(arch: str, weights: Any, pool_size: Optional[int]) -> Optiona
     member = _weights_member(arch, weights)
     if member is None or pool_size is None:
         return None
-    per_pool = member.meta.get("published", {}).get("per_pool_size", {})
-    value = per_pool.get(int(pool_size))
-    return None if value is None else float(value)
+    result = member.meta.find("top-1 accuracy", pool_size=int(pool_size))
+    return None if result is None else float(result.value)
 
 
 def weights_label(arch: str, weights: Any, ckpt_path: Optional[str]) -> str:
@@ -208,7 +207,7 @@ def _build_module(cfg: DictConfig) -> Optional[VideoClassifier]:
     member = _weights_member(cfg.model.arch, weights)
     if member is not None:
         with open_dict(cfg):
-            cfg.model.num_classes = int(member.meta["categories"])
+            cfg.model.num_classes = int(member.meta.num_classes)
     return None
 
 

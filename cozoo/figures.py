@@ -7,8 +7,7 @@
 ``accuracy_vs_flops``: Kinetics-400 top-1 accuracy against the MACs one prediction costs, the
 regular clip models (one prediction = one clip forward) next to their continual versions (one
 prediction = one step, per pool size), like co3d's ``figures/results.png``. The continual points
-come from ``get_model_weights(name).DEFAULT.meta``; the clip models have no weights in the zoo,
-so their published numbers are kept here as data (``CLIP_MODELS``) with their source.
+and the clip models (``meta.baseline``) both come from ``get_model_weights(name).DEFAULT.meta``.
 
 Needs matplotlib (``pip install 'cozoo[dev]'``).
 """
@@ -16,66 +15,12 @@ Needs matplotlib (``pip install 'cozoo[dev]'``).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-__all__ = [
-    "CLIP_MODELS",
-    "CONTINUAL_PUBLISHED",
-    "FIGURES",
-    "PublishedClipModel",
-    "accuracy_vs_flops",
-    "accuracy_vs_flops_points",
-    "main",
-]
+__all__ = ["FIGURES", "accuracy_vs_flops", "accuracy_vs_flops_points", "main"]
 
-SOURCE = "co3d README figures/results.png, as tabled in ../shared/spec/video-models.md §6.1"
-
-
-@dataclass(frozen=True)
-class PublishedClipModel:
-    """A regular (clip) model as published: Kinetics-400, 1 clip / 1 crop."""
-
-    label: str
-    top1: float  # %
-    gmacs_per_clip: float  # GMACs ("GFLOPs" in the figure)
-    memory_mb: float  # max allocated memory during inference
-    cpu_clips_per_s: float  # the figure's CPU throughput
-
-
-#: The regular network behind each continual zoo model (same weights, clip forward).
-#: Source: ``SOURCE`` (Acc, FLOPs, Mem, CPU columns).
-CLIP_MODELS: Dict[str, PublishedClipModel] = {
-    "cox3d_s": PublishedClipModel("X3D-S", 64.71, 2.06, 61.29, 2.23),
-    "cox3d_m": PublishedClipModel("X3D-M", 67.24, 4.97, 126.29, 0.83),
-    "cox3d_l": PublishedClipModel("X3D-L", 69.29, 19.17, 240.66, 0.25),
-    "coslow": PublishedClipModel("Slow-8x8-R50", 67.42, 54.87, 266.04, 0.38),
-    "coi3d": PublishedClipModel("I3D-R50", 63.98, 28.61, 191.59, 0.93),
-}
-
-#: Published memory (MB) and CPU steps/s of the continual models per pool size, which the
-#: weights' meta does not hold. Source: ``SOURCE`` (Mem and CPU columns).
-CONTINUAL_PUBLISHED: Dict[Tuple[str, int], Tuple[float, float]] = {
-    ("cox3d_s", 13): (41.91, 13.16),
-    ("cox3d_s", 64): (41.99, 13.19),
-    ("cox3d_m", 16): (68.88, 7.57),
-    ("cox3d_m", 64): (68.96, 7.51),
-    ("cox3d_l", 16): (184.29, 2.30),
-    ("cox3d_l", 64): (184.37, 2.30),
-    ("coslow", 8): (175.98, 2.80),
-    ("coslow", 64): (176.41, 2.92),
-    ("coi3d", 8): (235.87, 3.00),
-    ("coi3d", 64): (236.08, 3.15),
-}
-
-_CONTINUAL_LABELS = {
-    "cox3d_s": "CoX3D-S",
-    "cox3d_m": "CoX3D-M",
-    "cox3d_l": "CoX3D-L",
-    "coslow": "CoSlow",
-    "coi3d": "CoI3D",
-}
+_METRIC, _DATASET = "top-1 accuracy", "Kinetics-400"
 
 # One colour per family, shared by a clip model and its continual version.
 _COLOURS = {
@@ -89,35 +34,41 @@ _COLOURS = {
 
 def accuracy_vs_flops_points(names: Optional[Sequence[str]] = None) -> List[dict]:
     """The figure's points: ``{"model", "label", "kind": "clip"|"continual", "pool_size",
-    "gmacs", "top1"}``; continual points from the weights' meta, clip points from
-    ``CLIP_MODELS``."""
+    "gmacs", "top1"}`` of every model (default: all) with Kinetics-400 top-1 results: the
+    regular network from ``meta.baseline``, the continual one per published pool size."""
     from cozoo.models import get_model_weights, list_models
 
     points: List[dict] = []
     for name in names if names is not None else list_models():
-        meta = get_model_weights(name).DEFAULT.meta
-        clip = CLIP_MODELS.get(name)
+        enum = get_model_weights(name)
+        meta = None if enum is None else enum.DEFAULT.meta
+        results = (
+            [] if meta is None else [r for r in meta.results(_METRIC) if r.dataset == _DATASET]
+        )
+        if not results:
+            continue
+        clip = meta.baseline.find(_METRIC) if meta.baseline is not None else None
         if clip is not None:
             points.append(
                 {
                     "model": name,
-                    "label": clip.label,
+                    "label": meta.baseline.display_name,
                     "kind": "clip",
                     "pool_size": None,
-                    "gmacs": clip.gmacs_per_clip,
-                    "top1": clip.top1,
+                    "gmacs": float(meta.macs_per_clip.value),
+                    "top1": float(clip.value),
                 }
             )
-        base = _CONTINUAL_LABELS.get(name, name)
-        for pool_size, top1 in sorted(meta["published"]["per_pool_size"].items()):
+        for result in sorted(results, key=lambda r: r.variant["pool_size"]):
+            pool_size = result.variant["pool_size"]
             points.append(
                 {
                     "model": name,
-                    "label": f"{base}$_{{{pool_size}}}$",
+                    "label": f"{meta.display_name}$_{{{pool_size}}}$",
                     "kind": "continual",
                     "pool_size": pool_size,
-                    "gmacs": float(meta["macs_per_step"]["value"]),
-                    "top1": float(top1),
+                    "gmacs": float(meta.macs_per_step.value),
+                    "top1": float(result.value),
                 }
             )
     return points
@@ -184,7 +135,7 @@ def accuracy_vs_flops(out: Path, names: Optional[Sequence[str]] = None) -> Path:
     fig.text(
         0.01,
         0.01,
-        "continual: the weights' meta; clip: co3d README figures/results.png",
+        "published figures from the weights' meta (Hedegaard & Iosifidis, ECCV 2022)",
         fontsize=6,
         color="gray",
     )

@@ -31,7 +31,7 @@ SPEED_COLUMNS = {
     "step_memory_mb_per_stream", "warmup_steps", "warmup_s", "video_frames",
     "video_steps_per_s", "compile_s", "compiled_step_ms", "compile_speedup", "compiled_clip_ms",
     "compiled_speedup", "compile_error",
-    # published (weights' meta, spec §6.1)
+    # published (the weights' meta)
     "published_top1", "published_clip_model", "published_clip_top1", "published_clip_gmacs",
     "published_step_gmacs", "published_reduction", "published_clip_memory_mb",
     "published_step_memory_mb", "published_cpu_speedup",

@@ -2,67 +2,148 @@
 
 A builder is a function ``name(*, weights=None, **kwargs) -> nn.Module`` decorated with
 ``@register_model(weights=SomeWeights)``, where ``SomeWeights`` is the ``WeightsEnum`` of the
-checkpoints published for it. ``create_model(name, weights="DEFAULT")`` builds and loads.
+checkpoints published for it. Its family is the sub-package it lives in
+(``cozoo.models.video.cox3d`` -> ``"video"``). ``cozoo.models`` imports every module of its
+family sub-packages when it is imported, so a new model file registers itself; this module
+imports no model file.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Type
 
 from torch import nn
 
+from ._meta import InputSpec
+from ._weights import WeightsEnum
+
 __all__ = [
+    "ModelInfo",
     "create_model",
     "get_model_builder",
+    "get_model_info",
     "get_model_weights",
+    "get_weight",
     "list_models",
     "register_model",
 ]
 
-_BUILDERS: Dict[str, Callable[..., nn.Module]] = {}
-_WEIGHTS: Dict[str, Optional[type]] = {}
+_PACKAGE = __name__.rsplit(".", 1)[0]  # "cozoo.models"
 
 
-def register_model(weights: Optional[Type] = None) -> Callable:
-    """Register a builder under its function name; ``weights`` is its ``WeightsEnum`` (if any)."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model: its ``builder``, the ``weights`` enum of its
+    published checkpoints (if any), its ``family`` (``"video"``, ``"skeleton"``,
+    ``"detection"``...), its ``task`` and its ``input`` (the default weights' protocol, or the
+    one given at registration)."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    weights: Optional[Type[WeightsEnum]]
+    family: str
+    task: str
+    input: Optional[InputSpec]
+
+    @property
+    def display_name(self) -> str:
+        """The published name (``"CoX3D-M"``), else the registered one."""
+        return self.weights.DEFAULT.meta.display_name if self.weights is not None else self.name
+
+
+_MODELS: Dict[str, ModelInfo] = {}
+
+
+def _family_of(module: str) -> Optional[str]:
+    """``"cozoo.models.video.cox3d"`` -> ``"video"``; None outside cozoo's family packages."""
+    prefix = _PACKAGE + "."
+    if not module.startswith(prefix):
+        return None
+    parts = module[len(prefix) :].split(".")
+    return parts[0] if len(parts) > 1 else None
+
+
+def register_model(
+    weights: Optional[Type[WeightsEnum]] = None,
+    *,
+    family: Optional[str] = None,
+    task: str = "classification",
+    input: Optional[InputSpec] = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder under its function name.
+
+    ``weights``: its ``WeightsEnum``; ``family``: defaults to the ``cozoo.models`` sub-package
+    the builder is defined in (required elsewhere); ``task``: ``"classification"``,
+    ``"detection"``...; ``input``: the input protocol when ``weights`` has none (models without
+    published checkpoints), so that benchmarks know the model's input shape."""
 
     def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
-        if name in _BUILDERS:
+        if name in _MODELS:
             raise ValueError(f"register_model: a model named {name!r} is already registered")
-        _BUILDERS[name] = builder
-        _WEIGHTS[name] = weights
+        where = family or _family_of(builder.__module__)
+        if where is None:
+            raise ValueError(
+                f"register_model: {name!r} is defined outside cozoo's family packages "
+                f"({builder.__module__}); pass family=..."
+            )
+        spec = (
+            input
+            if input is not None
+            else (None if weights is None else weights.DEFAULT.transforms)
+        )
+        _MODELS[name] = ModelInfo(name, builder, weights, where, task, spec)
         return builder
 
     return register
 
 
-def list_models(pattern: str = "*") -> List[str]:
-    """Registered model names matching a shell-style ``pattern`` (e.g. ``"cox3d_*"``), sorted."""
-    _load_families()
-    return sorted(n for n in _BUILDERS if fnmatch.fnmatch(n, pattern))
+def list_models(
+    pattern: str = "*", *, family: Optional[str] = None, task: Optional[str] = None
+) -> List[str]:
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"cox3d_*"``), of
+    ``family`` and ``task`` when given, sorted."""
+    return sorted(
+        name
+        for name, info in _MODELS.items()
+        if fnmatch.fnmatch(name, pattern)
+        and (family is None or info.family == family)
+        and (task is None or info.task == task)
+    )
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The registry's ``ModelInfo`` of model ``name``; ``KeyError`` lists the registered ones."""
+    if name not in _MODELS:
+        raise KeyError(f"Unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
-    _load_families()
-    if name not in _BUILDERS:
-        raise KeyError(f"Unknown model {name!r}; registered models: {', '.join(sorted(_BUILDERS))}")
-    return _BUILDERS[name]
+    return get_model_info(name).builder
 
 
-def get_model_weights(name: str) -> Optional[type]:
+def get_model_weights(name: str) -> Optional[Type[WeightsEnum]]:
     """The ``WeightsEnum`` of the published checkpoints of model ``name`` (None if none)."""
-    get_model_builder(name)
-    return _WEIGHTS[name]
+    return get_model_info(name).weights
+
+
+def get_weight(name: str) -> WeightsEnum:
+    """The weights member named ``"<WeightsEnum>.<MEMBER>"`` (e.g. ``"CoX3D_M_Weights.DEFAULT"``)
+    among the registered models' enums."""
+    enum_name, dot, member = name.partition(".")
+    enums = {info.weights.__name__: info.weights for info in _MODELS.values() if info.weights}
+    if not dot or enum_name not in enums:
+        raise ValueError(
+            f"{name!r} names no weights entry; expected '<WeightsEnum>.<MEMBER>' with one of "
+            f"{', '.join(sorted(enums))}"
+        )
+    return enums[enum_name].verify(member)
 
 
 def create_model(name: str, *, weights=None, **kwargs) -> nn.Module:
     """Build model ``name``; ``weights``: a weights entry or its name, ``"DEFAULT"``, a local
-    path or a URL (see ``cozoo.models.load_weights``)."""
+    path (also a ``cozoo.train`` checkpoint) or a URL (see ``cozoo.models.build_model``)."""
     return get_model_builder(name)(weights=weights, **kwargs)
-
-
-def _load_families() -> None:
-    """Import the model family modules, which register their builders."""
-    from . import coi3d, coslow, cox3d  # noqa: F401

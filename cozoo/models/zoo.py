@@ -1,7 +1,8 @@
-"""The model-zoo table, generated from the weights' meta so that numbers cannot drift.
+"""The model-zoo tables, generated from the weights' meta so that numbers cannot drift.
 
-``python -m cozoo.models.zoo`` prints the Markdown table; ``--update README.md`` rewrites the
-table between the ``<!-- zoo-table:start -->`` and ``<!-- zoo-table:end -->`` markers.
+``python -m cozoo.models.zoo`` prints one Markdown table per model family; ``--update README.md``
+rewrites the tables between the ``<!-- zoo-table:start -->`` and ``<!-- zoo-table:end -->``
+markers.
 """
 
 from __future__ import annotations
@@ -10,67 +11,81 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from ._registry import get_model_weights, list_models
+from ._meta import Result, WeightsMeta
+from ._registry import get_model_info, list_models
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 
-_DISPLAY = {
-    "cox3d_s": "CoX3D-S",
-    "cox3d_m": "CoX3D-M",
-    "cox3d_l": "CoX3D-L",
-    "coslow": "CoSlow",
-    "coi3d": "CoI3D",
-}
+
+def _headline(meta: WeightsMeta) -> List[Result]:
+    """The results the table shows: those of the entry's first metric given in %."""
+    first = next((r for r in meta.published if r.unit == "%"), None)
+    return [] if first is None else [r for r in meta.published if r.metric == first.metric]
 
 
-def zoo_rows() -> List[dict]:
-    """One row per (model, pool size) of the default checkpoint's published results."""
+def zoo_rows(family: Optional[str] = None) -> List[dict]:
+    """One row per (model, published result of its headline metric) of the default weights."""
     rows = []
-    for name in list_models():
-        enum = get_model_weights(name)
-        if enum is None:
+    for name in list_models(family=family):
+        info = get_model_info(name)
+        if info.weights is None:
             continue
-        weights = enum.DEFAULT
+        weights = info.weights.DEFAULT
         meta = weights.meta
-        clip, step = meta["macs_per_clip"], meta["macs_per_step"]
-        for pool, top1 in sorted(meta["published"]["per_pool_size"].items()):
+        clip, step = meta.macs_per_clip, meta.macs_per_step
+        for result in _headline(meta):
+            variant = meta.variant(**result.variant)
             rows.append(
                 {
-                    "model": _DISPLAY.get(name, name),
+                    "model": meta.display_name,
                     "builder": name,
-                    "pool_size": pool,
-                    "top1": top1,
-                    "params_m": meta["num_params"] / 1e6,
-                    "clip": clip["value"],
-                    "step": step["value"],
-                    "unit": step["unit"],
-                    "reduction": clip["value"] / step["value"],
-                    "receptive_field": meta["receptive_field"]["per_pool_size"][pool],
-                    "delay": meta["delay"]["per_pool_size"][pool],
-                    "weights": f"{enum.__name__}.{weights.name}",
+                    "family": info.family,
+                    "variant": ", ".join(f"{k}={v}" for k, v in result.variant.items()),
+                    "metric": f"{result.dataset} {result.metric} ({result.unit})",
+                    "value": result.value,
+                    "params_m": meta.num_params / 1e6,
+                    "clip": clip.value,
+                    "step": step.value,
+                    "unit": step.unit,
+                    "reduction": clip.value / step.value,
+                    "receptive_field": None if variant is None else variant.receptive_field,
+                    "delay": None if variant is None else variant.delay,
+                    "weights": repr(weights),
                 }
             )
     return rows
 
 
-def zoo_table() -> str:
-    """The Markdown table of ``zoo_rows``."""
-    lines = [
-        "| Model | Pool size P | Kinetics-400 top-1 (%) | Params (M) | GMACs per clip | "
-        "GMACs per step | Reduction | Receptive field | Delay (steps) | Weights (DEFAULT) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in zoo_rows():
-        lines.append(
-            f"| {r['model']} (`{r['builder']}`) | {r['pool_size']} | {r['top1']:.2f} | "
-            f"{r['params_m']:.2f} | {r['clip']:.2f} | {r['step']:.2f} | {r['reduction']:.1f}x | "
-            f"{r['receptive_field']} | {r['delay']} | `{r['weights']}` |"
-        )
-    return "\n".join(lines)
+def _cell(value: Optional[int]) -> str:
+    return "–" if value is None else str(value)
+
+
+def zoo_table(family: Optional[str] = None) -> str:
+    """The Markdown tables of ``zoo_rows``, one per family (and per headline metric)."""
+    rows = zoo_rows(family)
+    tables = []
+    for group in dict.fromkeys((r["family"], r["metric"], r["unit"]) for r in rows):
+        fam, metric, unit = group
+        lines = [
+            f"| Model | Variant | {metric} | Params (M) | {unit} per clip | {unit} per step | "
+            "Reduction | Receptive field | Delay (steps) | Weights (DEFAULT) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            if (r["family"], r["metric"], r["unit"]) != group:
+                continue
+            lines.append(
+                f"| {r['model']} (`{r['builder']}`) | `{r['variant']}` | {r['value']:.2f} | "
+                f"{r['params_m']:.2f} | {r['clip']:.2f} | {r['step']:.2f} | "
+                f"{r['reduction']:.1f}x | {_cell(r['receptive_field'])} | {_cell(r['delay'])} | "
+                f"`{r['weights']}` |"
+            )
+        tables.append(f"Family `{fam}`:\n\n" + "\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def update_readme(path: Path) -> bool:
-    """Rewrite the table between the markers in ``path``; True if the file changed."""
+    """Rewrite the tables between the markers in ``path``; True if the file changed."""
     text = path.read_text()
     if START not in text or END not in text:
         raise ValueError(f"{path}: no {START} ... {END} markers to put the zoo table between")
@@ -85,9 +100,10 @@ def update_readme(path: Path) -> bool:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cozoo.models.zoo", description=__doc__)
     parser.add_argument("--update", type=Path, help="rewrite the table in this Markdown file")
+    parser.add_argument("--family", default=None, help="one family only (e.g. video)")
     args = parser.parse_args(argv)
     if args.update is None:
-        print(zoo_table())
+        print(zoo_table(args.family))
     else:
         changed = update_readme(args.update)
         print(f"{args.update}: {'updated' if changed else 'already up to date'}")

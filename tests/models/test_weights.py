@@ -1,55 +1,49 @@
-"""cozoo.models.weights: the weights entries, and downloading / verifying / reading / loading.
+"""The generic weights core: entries, downloading / verifying / reading / loading, builders.
 
 The loader is exercised end to end on checkpoints generated here and served by a loopback
-HTTP server (127.0.0.1, ephemeral port, stops by itself), with ``TORCH_HOME`` in ``tmp_path``.
-A tiny model with its own ``convert_state_dict`` stands in for the zoo architectures; when those
-exist, every registered model is also loaded from a served checkpoint of its own state dict.
+HTTP server (``server`` fixture, 127.0.0.1), with ``TORCH_HOME`` in ``tmp_path`` (``hub_dir``).
+A tiny model with its own ``convert_state_dict`` stands in for the zoo architectures; every
+registered model is also loaded from a served checkpoint of its own state dict.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import importlib.util
 import io
 import os
 import pickle
 import shlex
 import struct
-import threading
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from cozoo.models import weights as W
-from cozoo.models.weights import (
-    REQUIRED_META,
+from cozoo import models as W
+from cozoo.models import (
     ChecksumError,
-    CoI3D_Weights,
-    CoSlow_Weights,
-    CoX3D_L_Weights,
+    Compute,
     CoX3D_M_Weights,
     CoX3D_S_Weights,
-    InputProtocol,
     StateDictMismatchError,
     UnpinnedChecksumWarning,
     UnsafeCheckpointError,
+    Variant,
+    VideoInput,
     Weights,
     WeightsEnum,
     WeightsError,
+    WeightsMeta,
+    build_model,
     load_weights,
 )
+from cozoo.models.video.checkpoints import detect_source_format
 
-ENUMS = [CoX3D_S_Weights, CoX3D_M_Weights, CoX3D_L_Weights, CoSlow_Weights, CoI3D_Weights]
-MEMBERS = [member for enum_cls in ENUMS for member in enum_cls]
-SERVER_LIFETIME_S = 120.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,6 +52,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # --------------------------------------------------------------------------------------------
 class TinyNet(nn.Module):
     """Stem conv + BN + linear head; maps the four source layouts onto its own keys."""
+
+    source_formats = ("cozoo", "pytorchvideo", "pyslowfast", "caffe2")
+    detect_source_format = staticmethod(detect_source_format)
 
     SOURCE_KEYS = {
         "pytorchvideo": {
@@ -194,82 +191,6 @@ class _OpensFile:
         return (open, (str(self.marker), "w"))
 
 
-# --------------------------------------------------------------------------------------------
-# Fixtures: hub dir in tmp_path, loopback HTTP server
-# --------------------------------------------------------------------------------------------
-@pytest.fixture
-def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``TORCH_HOME`` inside ``tmp_path``; returns the checkpoints cache folder."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    assert tmp_path in checkpoints.parents, "torch.hub.set_dir() was called: TORCH_HOME ignored"
-    assert W.cache_dir() == checkpoints
-    return checkpoints
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the files of a folder; ``/truncated/<name>`` announces the full length of
-    ``<name>`` but sends only half of it."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)
-        if not self.path.startswith("/truncated/"):
-            super().do_GET()
-            return
-        data = (Path(self.directory) / self.path[len("/truncated/") :]).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
-        self.close_connection = True
-
-
-class _Server:
-    def __init__(self, root: Path, httpd: http.server.HTTPServer):
-        self.root = root
-        self.httpd = httpd
-        self.requests: List[str] = httpd.requests
-
-    def url(self, name: str) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/{name}"
-
-    def publish(self, name: str, data: bytes) -> str:
-        (self.root / name).write_bytes(data)
-        return self.url(name)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[_Server]:
-    """An HTTP server on 127.0.0.1 (ephemeral port) serving ``tmp_path/www`` from a thread;
-    it stops when the test ends, or by itself after ``SERVER_LIFETIME_S``."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(_Handler, directory=str(root))
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    httpd.requests = []
-    httpd.timeout = 0.1
-    stop = threading.Event()
-    deadline = time.monotonic() + SERVER_LIFETIME_S
-
-    def serve() -> None:
-        while not stop.is_set() and time.monotonic() < deadline:
-            httpd.handle_request()
-
-    thread = threading.Thread(target=serve, name="weights-test-http", daemon=True)
-    thread.start()
-    try:
-        yield _Server(root, httpd)
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        httpd.server_close()
-
-
 def _torch_bytes(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -280,174 +201,29 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tiny_enum(url: str, sha256: Any, fmt: str = "pytorchvideo") -> type:
-    """A WeightsEnum with one member (and its DEFAULT alias) for ``url``."""
-    entry = Weights(
-        url=url,
-        sha256=sha256,
-        source_format=fmt,
-        transforms=InputProtocol(frames=4, sampling_rate=2, short_side=8, crop=8),
-        meta={},
+def _tiny_meta(num_classes: int = 5, **model_kwargs: Any) -> WeightsMeta:
+    protocol = VideoInput(frames=4, sampling_rate=2, short_side=8, crop=8)
+    cost = Compute(1.0, "GMACs", protocol.clip_shape, "test")
+    return WeightsMeta(
+        display_name="TinyNet",
+        input=protocol,
+        num_classes=num_classes,
+        num_params=1,
+        macs_per_clip=cost,
+        macs_per_step=cost,
+        variants=(Variant({}, 3, 2),),
+        model_kwargs=model_kwargs,
     )
+
+
+def _tiny_enum(url: str, sha256: Any, fmt: str = "pytorchvideo", **meta: Any) -> type:
+    """A WeightsEnum with one member (and its DEFAULT alias) for ``url``."""
+    entry = Weights(url=url, sha256=sha256, source_format=fmt, meta=_tiny_meta(**meta))
     return WeightsEnum("TinyNet_Weights", {"KINETICS400_TEST": entry, "DEFAULT": entry})
 
 
 def _cache_files(hub_dir: Path) -> List[str]:
     return sorted(p.name for p in hub_dir.iterdir()) if hub_dir.exists() else []
-
-
-# --------------------------------------------------------------------------------------------
-# The published entries
-# --------------------------------------------------------------------------------------------
-PYTORCHVIDEO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
-SPEC_URLS = {
-    CoX3D_S_Weights.KINETICS400_PYSLOWFAST: (
-        "https://dl.fbaipublicfiles.com/pyslowfast/x3d_models/x3d_s.pyth"
-    ),
-    CoX3D_M_Weights.KINETICS400_PYSLOWFAST: (
-        "https://dl.fbaipublicfiles.com/pyslowfast/x3d_models/x3d_m.pyth"
-    ),
-    CoX3D_L_Weights.KINETICS400_PYSLOWFAST: (
-        "https://dl.fbaipublicfiles.com/pyslowfast/x3d_models/x3d_l.pyth"
-    ),
-    CoX3D_S_Weights.KINETICS400_PYTORCHVIDEO: PYTORCHVIDEO + "X3D_S.pyth",
-    CoX3D_M_Weights.KINETICS400_PYTORCHVIDEO: PYTORCHVIDEO + "X3D_M.pyth",
-    CoX3D_L_Weights.KINETICS400_PYTORCHVIDEO: PYTORCHVIDEO + "X3D_L.pyth",
-    CoSlow_Weights.KINETICS400_PYTORCHVIDEO: PYTORCHVIDEO + "SLOW_8x8_R50.pyth",
-    CoI3D_Weights.KINETICS400_PYTORCHVIDEO: PYTORCHVIDEO + "I3D_8x8_R50.pyth",
-    CoI3D_Weights.KINETICS400_CAFFE2: (
-        "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/kinetics400/I3D_8x8_R50.pkl"
-    ),
-}
-SPEC_FORMATS = {"x3d_models": "pyslowfast", "pytorchvideo": "pytorchvideo", ".pkl": "caffe2"}
-# spec §6.1: Kinetics-400 top-1 (%) per pool size of the continual models
-SPEC_TOP1 = {
-    CoX3D_S_Weights: {13: 60.18, 64: 67.33},
-    CoX3D_M_Weights: {16: 62.80, 64: 71.03},
-    CoX3D_L_Weights: {16: 63.03, 64: 71.61},
-    CoSlow_Weights: {8: 65.90, 64: 73.05},
-    CoI3D_Weights: {8: 59.58, 64: 56.86},
-}
-# spec §3.4: (RF offset, delay offset, total temporal padding): RF = a + P, delay = b + P
-SPEC_TEMPORAL = {
-    CoX3D_S_Weights: (56, 27, 28),
-    CoX3D_M_Weights: (56, 27, 28),
-    CoX3D_L_Weights: (114, 56, 57),
-    CoSlow_Weights: (18, 8, 9),
-    CoI3D_Weights: (34, 16, 17),
-}
-# spec §5: frames, sampling rate, short side = crop
-SPEC_PROTOCOL = {
-    CoX3D_S_Weights: (13, 6, 160),
-    CoX3D_M_Weights: (16, 5, 224),
-    CoX3D_L_Weights: (16, 5, 312),
-    CoSlow_Weights: (8, 8, 256),
-    CoI3D_Weights: (8, 8, 224),
-}
-# spec §6.1 / §4.1 / §3.1: (GMACs per clip, GMACs per step, params)
-SPEC_COST = {
-    CoX3D_S_Weights: (2.06, 0.17, 3_794_322),
-    CoX3D_M_Weights: (4.97, 0.33, 3_794_322),
-    CoX3D_L_Weights: (19.17, 1.25, 6_153_432),
-    CoSlow_Weights: (54.87, 6.90, 32_454_096),
-    CoI3D_Weights: (28.61, 5.68, 28_043_472),
-}
-
-
-def test_every_published_file_of_the_spec_has_one_member():
-    assert set(MEMBERS) == set(SPEC_URLS)
-    for member, url in SPEC_URLS.items():
-        assert member.url == url
-        expected = [f for marker, f in SPEC_FORMATS.items() if marker in url]
-        assert [member.source_format] == expected, member
-        assert member.sha256 is None or len(member.sha256) == 64
-
-
-def test_defaults_are_the_files_behind_the_published_numbers():
-    for enum_cls in (CoX3D_S_Weights, CoX3D_M_Weights, CoX3D_L_Weights):
-        assert enum_cls.DEFAULT is enum_cls.KINETICS400_PYSLOWFAST
-    assert CoSlow_Weights.DEFAULT is CoSlow_Weights.KINETICS400_PYTORCHVIDEO
-    assert CoI3D_Weights.DEFAULT is CoI3D_Weights.KINETICS400_CAFFE2
-    assert CoI3D_Weights.DEFAULT.url.endswith(".pkl")
-    for enum_cls in ENUMS:
-        assert "DEFAULT" not in [m.name for m in enum_cls]  # an alias, not a member
-
-
-@pytest.mark.parametrize("member", MEMBERS, ids=repr)
-def test_meta_has_every_required_key_with_units(member: WeightsEnum):
-    meta = member.meta
-    assert set(REQUIRED_META) <= set(meta), set(REQUIRED_META) - set(meta)
-    assert isinstance(meta["num_params"], int) and meta["num_params"] > 0
-    for key, shape in (
-        ("macs_per_clip", member.transforms.clip_shape),
-        ("macs_per_step", member.transforms.step_shape),
-    ):
-        assert meta[key]["unit"] == "GMACs"
-        assert meta[key]["value"] > 0
-        assert tuple(meta[key]["input"]) == shape, key
-        assert meta[key]["source"]
-    assert meta["receptive_field"]["unit"] == "frames"
-    assert meta["delay"]["unit"] == "steps"
-    published = meta["published"]
-    assert published["dataset"] == "Kinetics-400" and published["unit"] == "%"
-    assert published["metric"] == "top-1 accuracy" and published["source"]
-    if not published["per_pool_size"]:
-        assert published["note"], "an entry without published numbers says why"
-    assert meta["categories"] == 400
-    assert meta["license"] and meta["source"]
-    assert meta["recipe"] is None or isinstance(meta["recipe"], str)
-    assert isinstance(member.transforms, InputProtocol)
-    assert len(member.transforms.mean) == len(member.transforms.std) == 3
-
-
-@pytest.mark.parametrize("enum_cls", ENUMS, ids=lambda e: e.__name__)
-def test_meta_numbers_are_the_specs(enum_cls: type):
-    default = enum_cls.DEFAULT
-    assert default.meta["published"]["per_pool_size"] == SPEC_TOP1[enum_cls]
-    assert default.meta["recipe"] is not None
-    clip, step, params = SPEC_COST[enum_cls]
-    frames, rate, side = SPEC_PROTOCOL[enum_cls]
-    rf_offset, delay_offset, padding = SPEC_TEMPORAL[enum_cls]
-    for member in enum_cls:
-        meta = member.meta
-        assert meta["macs_per_clip"]["value"] == clip and meta["macs_per_step"]["value"] == step
-        assert meta["num_params"] == params
-        protocol = member.transforms
-        assert (protocol.frames, protocol.sampling_rate) == (frames, rate)
-        assert protocol.short_side == protocol.crop == side
-        assert protocol.mean == (0.45,) * 3 and protocol.std == (0.225,) * 3
-        rf = meta["receptive_field"]["per_pool_size"]
-        delay = meta["delay"]["per_pool_size"]
-        assert set(rf) == set(delay) == set(SPEC_TOP1[enum_cls])
-        for pool, frames_seen in rf.items():
-            assert frames_seen == rf_offset + pool
-            assert delay[pool] == delay_offset + pool
-            assert delay[pool] == frames_seen - 1 - padding  # spec §1: delay = RF - 1 - padding
-
-
-def test_verify_by_member_name_qualified_name_and_default():
-    member = CoX3D_M_Weights.KINETICS400_PYTORCHVIDEO
-    assert CoX3D_M_Weights.verify(member) is member
-    assert CoX3D_M_Weights.verify("KINETICS400_PYTORCHVIDEO") is member
-    assert CoX3D_M_Weights.verify("CoX3D_M_Weights.KINETICS400_PYTORCHVIDEO") is member
-    assert CoX3D_M_Weights.verify("DEFAULT") is CoX3D_M_Weights.KINETICS400_PYSLOWFAST
-    assert CoX3D_M_Weights.verify(None) is None
-    with pytest.raises(ValueError, match="KINETICS400_PYSLOWFAST"):  # lists the choices
-        CoX3D_M_Weights.verify("IMAGENET1K_V1")
-    with pytest.raises(TypeError):
-        CoX3D_M_Weights.verify(CoX3D_S_Weights.DEFAULT)
-    assert repr(member) == "CoX3D_M_Weights.KINETICS400_PYTORCHVIDEO"
-    assert member.value.file_name == "X3D_M.pyth"
-
-
-def test_weights_validate_their_fields():
-    protocol = InputProtocol(frames=1, sampling_rate=1, short_side=8, crop=8)
-    with pytest.raises(ValueError, match="sha256"):
-        Weights("https://example.org/a.pth", "abc", "cozoo", protocol)
-    with pytest.raises(ValueError, match="source_format"):
-        Weights("https://example.org/a.pth", None, "onnx", protocol)
-    with pytest.raises(ValueError, match="URL"):
-        Weights("ftp://example.org/a.pth", None, "cozoo", protocol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,8 +270,10 @@ def test_a_bare_state_dict_with_the_models_own_keys_is_cozoo_format(tmp_path):
     torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "linear.pt")
     load_weights(plain, tmp_path / "linear.pt")
     torch.save({"blocks.0.weight": torch.zeros(2, 3)}, tmp_path / "pv.pt")
-    with pytest.raises(WeightsError, match="convert_state_dict"):
+    with pytest.raises(StateDictMismatchError, match="blocks.0.weight"):
         load_weights(plain, tmp_path / "pv.pt")
+    with pytest.raises(WeightsError, match="cannot load the 'pytorchvideo' checkpoint"):
+        load_weights(plain, "DEFAULT", _tiny_enum((tmp_path / "pv.pt").as_uri(), None))
 
 
 def test_load_member_with_pinned_hash_by_name_and_default(server, hub_dir, recwarn):
@@ -565,7 +343,7 @@ def test_a_cached_file_that_fails_the_pinned_hash_is_downloaded_again(server, hu
 
 
 def test_unpinned_hash_is_computed_and_reported(server, hub_dir, caplog):
-    caplog.set_level("INFO", logger=W.__name__)
+    caplog.set_level("INFO", logger="cozoo.models._hub")
     data = _torch_bytes(_in_format(_reference(), "pytorchvideo"))
     url = server.publish("tiny_unpinned.pyth", data)
     with pytest.warns(UnpinnedChecksumWarning, match=_sha(data)):
@@ -586,12 +364,19 @@ def test_local_file_with_pinned_hash_mismatch_is_refused_not_deleted(tmp_path):
 
 
 def test_truncated_download_is_an_error_and_leaves_nothing(server, hub_dir):
+    """A transfer cut short fails the pinned hash; unpinned, it fails to read as a checkpoint.
+    Either way nothing is left in the cache."""
     data = _torch_bytes(_in_format(_reference(), "pytorchvideo"))
     server.publish("tiny_cut.pyth", data)
     url = server.url("truncated/tiny_cut.pyth")
-    with pytest.raises(WeightsError, match=r"truncated|IncompleteRead") as info:
-        load_weights(TinyNet(), url, progress=False)
+    with pytest.raises(ChecksumError) as info:
+        load_weights(TinyNet(), "DEFAULT", _tiny_enum(url, _sha(data)), progress=False)
     assert url in str(info.value)
+    assert _cache_files(hub_dir) == []
+    with pytest.warns(UnpinnedChecksumWarning):
+        with pytest.raises(WeightsError, match="corrupt or truncated") as info:
+            load_weights(TinyNet(), url, progress=False)
+    assert "tiny_cut" in str(info.value)
     assert _cache_files(hub_dir) == []
 
 
@@ -643,8 +428,8 @@ def test_caffe2_python2_pickle_loads_via_path_url_and_member(server, hub_dir, tm
     url = server.publish("I3D_tiny.pkl", data)
     model = load_weights(TinyNet(), "DEFAULT", _tiny_enum(url, _sha(data), "caffe2"))
     _assert_loaded(model, reference)
-    state, fmt = W.load_checkpoint(path)
-    assert fmt == "caffe2" and isinstance(state["lr"], torch.Tensor)
+    state = W.load_checkpoint(path)
+    assert detect_source_format(state) == "caffe2" and isinstance(state["lr"], torch.Tensor)
     assert state["conv1_w"].dtype == torch.float32
 
 
@@ -655,8 +440,9 @@ def test_caffe2_pickles_rewritten_by_python3_load(tmp_path, protocol):
     blobs["blobs"]["model_iter"] = np.int64(7)  # a numpy scalar
     path = tmp_path / f"p{protocol}.pkl"
     path.write_bytes(pickle.dumps(blobs, protocol=protocol))
-    state, fmt = W.load_checkpoint(path)
-    assert fmt == "caffe2" and state["model_iter"].ndim == 0 and int(state["model_iter"]) == 7
+    state = W.load_checkpoint(path)
+    assert detect_source_format(state) == "caffe2"
+    assert state["model_iter"].ndim == 0 and int(state["model_iter"]) == 7
     model = load_weights(TinyNet(), path)
     _assert_loaded(model, reference)
 
@@ -700,17 +486,35 @@ def test_torch_checkpoint_with_a_non_tensor_object_is_refused(tmp_path):
     assert marker.exists()
 
 
-def test_format_detection_by_content():
-    assert W.detect_format({"blobs": {"conv1_w": np.zeros(1)}}) == "caffe2"
-    assert W.detect_format({"model_state": {"s1.pathway0_stem.conv.weight": torch.ones(1)}}) == (
+def test_unwrap_and_format_detection_by_content():
+    def detect(checkpoint: Any) -> str:
+        return detect_source_format(W.unwrap(checkpoint))
+
+    assert detect({"blobs": {"conv1_w": np.zeros(1)}}) == "caffe2"
+    assert detect({"model_state": {"s1.pathway0_stem.conv.weight": torch.ones(1)}}) == (
         "pyslowfast"
     )
-    assert W.detect_format({"blocks.0.conv.weight": torch.ones(1)}) == "pytorchvideo"
-    assert W.detect_format({"state_dict": {"stem.weight": torch.ones(1)}}) == "cozoo"
-    with pytest.raises(WeightsError, match="top-level keys"):
-        W.detect_format({"epoch": 3, "cfg": "yaml"})
+    assert detect({"blocks.0.conv.weight": torch.ones(1)}) == "pytorchvideo"
+    assert detect({"state_dict": {"stem.weight": torch.ones(1)}, "epoch": 3}) == "cozoo"
+    assert detect({"model": {"stem.weight": torch.ones(1)}}) == "cozoo"
+    blobs = W.unwrap({"blobs": {"conv1_w": np.zeros((2, 3), dtype=">f4")}})
+    assert isinstance(blobs["conv1_w"], torch.Tensor) and blobs["conv1_w"].shape == (2, 3)
+    with pytest.raises(WeightsError, match="top-level keys: 'epoch', 'cfg'|epoch, cfg"):
+        W.unwrap({"epoch": 3, "cfg": "yaml"})
     with pytest.raises(WeightsError, match="list"):
-        W.extract_state_dict([torch.ones(1)], "cozoo")
+        W.unwrap([torch.ones(1)])
+
+
+def test_trainer_prefixes_are_stripped_only_when_every_key_has_them():
+    own = ["stem.weight", "head.bias"]
+    state = {"model.stem.weight": 1, "model.head.bias": 2}
+    assert W._keys.strip_wrapper_prefix(state, own) == {"stem.weight": 1, "head.bias": 2}
+    ddp = {"module.model.stem.weight": 1, "module.model.head.bias": 2}
+    assert W._keys.strip_wrapper_prefix(ddp, own) == {"stem.weight": 1, "head.bias": 2}
+    mixed = {"model.stem.weight": 1, "head.bias": 2}
+    assert W._keys.strip_wrapper_prefix(mixed, own) == mixed
+    nested = ["model.stem.weight", "model.head.bias"]  # the model's own keys have the prefix
+    assert W._keys.strip_wrapper_prefix(state, nested) == state
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,7 +546,7 @@ def test_mismatch_message_is_truncated(tmp_path):
         load_weights(TinyNet(), path)
     message = str(info.value)
     assert "unexpected in the checkpoint (40)" in message
-    assert f"... and {40 - W.MAX_LISTED_KEYS} more" in message
+    assert f"... and {40 - W._keys.MAX_LISTED_KEYS} more" in message
     assert "junk.39.weight" not in message
     assert len(message.splitlines()) < 20
 
@@ -750,41 +554,22 @@ def test_mismatch_message_is_truncated(tmp_path):
 # --------------------------------------------------------------------------------------------
 # The zoo's architectures (when they exist): every registered model loads, hubconf exposes it
 # --------------------------------------------------------------------------------------------
-def _zoo():
-    try:
-        from cozoo.models import create_model, list_models
-
-        return create_model, list_models()
-    except ImportError as error:
-        pytest.skip(f"the zoo architectures are not importable yet: {error}")
-
-
-def _registered() -> List[str]:
-    try:
-        from cozoo.models import list_models
-
-        return list_models()
-    except ImportError:
-        return ["<architectures not importable>"]
-
-
-@pytest.mark.parametrize("name", _registered())
+@pytest.mark.parametrize("name", W.list_models())
 def test_every_registered_model_loads_a_served_checkpoint(server, hub_dir, name):
-    create_model, _ = _zoo()
-    reference = create_model(name)
+    reference = W.create_model(name)
     with torch.no_grad():
         for tensor in reference.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(torch.rand_like(tensor))
     url = server.publish(f"{name}.pth", _torch_bytes({"state_dict": reference.state_dict()}))
     with pytest.warns(UnpinnedChecksumWarning):
-        model = create_model(name, weights=url)
+        model = W.create_model(name, weights=url)
     _assert_loaded(model, reference)
 
 
 def test_hubconf_exposes_every_registered_model():
-    _, names = _zoo()
-    from cozoo.models._registry import get_model_builder
+    names = W.list_models()
+    get_model_builder = W.get_model_builder
 
     spec = importlib.util.spec_from_file_location("cozoo_hubconf", REPO_ROOT / "hubconf.py")
     hubconf = importlib.util.module_from_spec(spec)
@@ -798,8 +583,7 @@ def test_hubconf_exposes_every_registered_model():
 
 
 def test_torch_hub_load_builds_and_loads(server, hub_dir):
-    _, names = _zoo()
-    name = names[0]
+    name = W.list_models()[0]
     reference = torch.hub.load(str(REPO_ROOT), name, source="local")
     url = server.publish(f"hub_{name}.pth", _torch_bytes(reference.state_dict()))
     with pytest.warns(UnpinnedChecksumWarning):
@@ -810,8 +594,9 @@ def test_torch_hub_load_builds_and_loads(server, hub_dir):
 def test_a_pytorchvideo_hub_checkpoint_is_detected_and_loaded(server, hub_dir):
     """The detection feeds the architecture's own mapping: pytorchvideo's ``x3d_s`` state dict
     (random weights, ``pretrained=False``) served as a ``.pyth`` loads into ``cox3d_s``."""
-    create_model, _ = _zoo()
-    hub = pytest.importorskip("pytorchvideo.models.hub")
+    create_model = W.create_model
+    import pytorchvideo.models.hub as hub
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pytorchvideo's own deprecation warnings
         x3d_s = hub.x3d_s(pretrained=False)
@@ -830,3 +615,105 @@ class _StateHolder:
 
     def state_dict(self) -> Dict[str, Any]:
         return self.state
+
+
+# --------------------------------------------------------------------------------------------
+# Entries and the builder helper
+# --------------------------------------------------------------------------------------------
+def test_weights_validate_their_fields():
+    meta = _tiny_meta()
+    with pytest.raises(ValueError, match="sha256"):
+        Weights("https://example.org/a.pth", "abc", "cozoo", meta)
+    with pytest.raises(ValueError, match="source_format"):
+        Weights("https://example.org/a.pth", None, "Not a name!", meta)
+    with pytest.raises(ValueError, match="URL"):
+        Weights("ftp://example.org/a.pth", None, "cozoo", meta)
+    with pytest.raises(TypeError, match="WeightsMeta"):
+        Weights("https://example.org/a.pth", None, "cozoo", {"num_params": 1})
+    assert Weights(None, None, "cozoo", meta).file_name is None
+
+
+def test_an_entry_without_url_asks_for_a_local_file(tmp_path):
+    enum_cls = WeightsEnum("NoUrl_Weights", {"NTU60": Weights(None, None, "cozoo", _tiny_meta())})
+    with pytest.raises(WeightsError, match="no public download URL.*weights=/path"):
+        load_weights(TinyNet(), "NTU60", enum_cls)
+
+
+class _Configurable(TinyNet):
+    """A TinyNet whose builder kwargs are visible: ``num_classes`` and ``width``."""
+
+    def __init__(self, num_classes: int = 5, width: str = "plain"):
+        super().__init__(num_classes)
+        self.width = width
+
+
+def test_build_model_takes_num_classes_and_model_kwargs_from_a_members_meta(tmp_path):
+    reference = _reference(num_classes=3)
+    path = tmp_path / "three.pt"
+    torch.save(_in_format(reference, "pytorchvideo"), path)
+    enum_cls = _tiny_enum(path.as_uri(), None, num_classes=3, width="wide")
+    model = build_model(_Configurable, enum_cls, "DEFAULT")
+    assert model.head.out_features == 3 and model.width == "wide"
+    _assert_loaded(model, reference)
+    with pytest.raises(ValueError, match="need num_classes=3, got num_classes=5"):
+        build_model(_Configurable, enum_cls, "DEFAULT", num_classes=5)
+    assert build_model(_Configurable, enum_cls, None, num_classes=7).head.out_features == 7
+
+
+@pytest.mark.parametrize("layout", ["nested", "legacy"])
+def test_a_training_runs_checkpoint_builds_the_model_it_trained(tmp_path, layout):
+    """``weights=<run>/checkpoints/last.ckpt``: the LightningModule's ``model.`` prefix is
+    stripped and the architecture kwargs come from the saved hyper-parameters."""
+    reference = _reference(num_classes=6)
+    if layout == "nested":
+        hparams = {"model": {"name": "tiny", "num_classes": 6, "width": "wide", "weights": None}}
+    else:  # cozoo 0.1 checkpoints: flat hyper-parameters
+        hparams = {"arch": "tiny", "num_classes": 6, "pool_size": 8, "lr": 0.1}
+    checkpoint = {
+        "state_dict": {f"model.{k}": v for k, v in reference.state_dict().items()},
+        "hyper_parameters": hparams,
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.1}]}],
+        "epoch": 3,
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(checkpoint, path)
+    model = build_model(_Configurable, None, str(path))
+    _assert_loaded(model, reference)
+    assert model.head.out_features == 6
+    assert model.width == ("wide" if layout == "nested" else "plain")
+    with pytest.raises(StateDictMismatchError, match="head.weight: \\[6, 4\\] in the checkpoint"):
+        build_model(_Configurable, None, str(path), num_classes=5)  # given kwargs win
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------
+def test_registry_lists_by_family_and_task_and_finds_weights_by_name():
+    video = W.list_models(family="video")
+    assert video == W.list_models() and "cox3d_m" in video
+    assert W.list_models(family="skeleton_does_not_exist") == []
+    assert W.list_models("cox3d_*", task="classification") == ["cox3d_l", "cox3d_m", "cox3d_s"]
+    assert W.list_models(task="detection") == []
+    info = W.get_model_info("cox3d_m")
+    assert (info.family, info.task, info.display_name) == ("video", "classification", "CoX3D-M")
+    assert info.input == CoX3D_M_Weights.DEFAULT.meta.input
+    assert W.get_weight("CoX3D_M_Weights.DEFAULT") is CoX3D_M_Weights.KINETICS400_PYSLOWFAST
+    assert W.get_weight("CoX3D_S_Weights.KINETICS400_PYTORCHVIDEO").source_format == (
+        "pytorchvideo"
+    )
+    with pytest.raises(ValueError, match="CoX3D_M_Weights"):
+        W.get_weight("NoSuch_Weights.DEFAULT")
+    with pytest.raises(KeyError, match="cox3d_m"):
+        W.get_model_info("cox3d_xxl")
+
+
+def test_register_model_refuses_duplicates_and_needs_a_family_outside_cozoo():
+    with pytest.raises(ValueError, match="already registered"):
+        W.register_model(family="video")(W.get_model_builder("cox3d_m"))
+
+    def my_net(*, weights=None):
+        return nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match="family="):
+        W.register_model()(my_net)
+    assert "my_net" not in W.list_models()

@@ -18,12 +18,20 @@ def test_readme_zoo_table_is_generated_from_meta():
 
 def test_zoo_rows_cover_every_published_pool_size():
     rows = zoo_rows()
-    assert {(r["builder"], r["pool_size"]) for r in rows} >= {
-        ("cox3d_s", 13), ("cox3d_s", 64), ("cox3d_m", 16), ("cox3d_m", 64),
-        ("cox3d_l", 16), ("cox3d_l", 64), ("coslow", 8), ("coslow", 64), ("coi3d", 8),
+    assert {(r["builder"], r["variant"]) for r in rows} >= {
+        ("cox3d_s", "pool_size=13"), ("cox3d_s", "pool_size=64"), ("cox3d_m", "pool_size=16"),
+        ("cox3d_m", "pool_size=64"), ("cox3d_l", "pool_size=16"), ("cox3d_l", "pool_size=64"),
+        ("coslow", "pool_size=8"), ("coslow", "pool_size=64"), ("coi3d", "pool_size=8"),
     }  # fmt: skip
     for r in rows:
         assert r["reduction"] == r["clip"] / r["step"]
+        assert r["family"] == "video"
+        assert r["metric"] == "Kinetics-400 top-1 accuracy (%)"
+
+
+def test_zoo_table_has_one_table_per_family_and_none_for_an_unknown_one():
+    assert zoo_table().count("Family `") == len({r["family"] for r in zoo_rows()})
+    assert zoo_table(family="no_such_family") == ""
 
 
 def test_flops_benchmark_prints_ours_beside_published(capsys):

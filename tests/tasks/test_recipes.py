@@ -115,7 +115,7 @@ def test_one_recipe_per_published_result():
     assert RECIPES == sorted(ARCH)
     for arch in set(ARCH.values()):
         enum = get_model_weights(arch)
-        assert enum.DEFAULT.meta["recipe"] in RECIPES  # the weights point at their recipe
+        assert enum.DEFAULT.meta.recipe in RECIPES  # the weights point at their recipe
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -130,7 +130,7 @@ def test_recipe_composes_the_published_protocol_with_a_root(recipe: str):
         assert data[key] == getattr(protocol, key), key
     assert tuple(data["mean"]) == protocol.mean and tuple(data["std"]) == protocol.std
     assert data["continual_align"] == "center" and model["clip_align"] == "center"
-    assert model["num_classes"] == 400 == member.meta["categories"]
+    assert model["num_classes"] == 400 == member.meta.num_classes
     # the pool size is one with a published accuracy
     assert published_top1(ARCH[recipe], "DEFAULT", model["pool_size"]) is not None
     assert model["clip_frames"] == protocol.frames

@@ -512,10 +512,10 @@ def test_published_step_macs_reproduced_under_their_convention(name):
     assert round(c.step_macs / 1e9, 2) == spec.step_gmacs
     assert c.clip_macs / 1e9 == pytest.approx(spec.clip_gmacs, rel=0.01)
     meta = get_model_weights(name).DEFAULT.meta
-    assert meta["macs_per_step"]["value"] == spec.step_gmacs
-    assert meta["macs_per_step"]["unit"] == "GMACs"
-    assert c.clip_macs / 1e9 == pytest.approx(meta["macs_per_clip"]["value"], rel=0.01)
-    assert meta["num_params"] == sum(p.numel() for p in _meta_model(name, 2).parameters())
+    assert meta.macs_per_step.value == spec.step_gmacs
+    assert meta.macs_per_step.unit == "GMACs"
+    assert c.clip_macs / 1e9 == pytest.approx(meta.macs_per_clip.value, rel=0.01)
+    assert meta.num_params == sum(p.numel() for p in _meta_model(name, 2).parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)
