@@ -240,6 +240,13 @@ def test_arguments_and_hooks_are_checked(tmp_path):
     }
 
 
+def test_kinetics_names_its_input():
+    from cozoo.data.kinetics import KineticsDataModule
+
+    assert KineticsDataModule.input_key == "video"
+    assert issubclass(KineticsDataModule, RootOrSampleDataModule)
+
+
 # --------------------------------------------------------------------------------------------
 # Cache folder and atomic writing
 # --------------------------------------------------------------------------------------------
