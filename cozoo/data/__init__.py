@@ -1,11 +1,15 @@
 """Datasets of cozoo: one LightningDataModule per dataset, reading its real on-disk format, with
 a small generated sample in that same format when no root is given.
 
-- :mod:`cozoo.data.kinetics`: Kinetics-400 (``KineticsDataModule``, the pre-flight ``scan``).
-- :mod:`cozoo.data.samples`: the generated Kinetics-layout sample (motion classes).
+- :mod:`cozoo.data.kinetics`: Kinetics-400 (``KineticsDataModule``, the pre-flight ``scan``,
+  the generated Kinetics-layout sample of motion classes in :mod:`cozoo.data.kinetics.sample`).
 - :mod:`cozoo.data.transforms`: per-model clip transforms (``clip_transform``, ``PROTOCOLS``).
+- What every dataset family builds on: :mod:`cozoo.data._base` (``RootOrSampleDataModule``:
+  real root or generated sample, banner, loaders, skipped counts), :mod:`cozoo.data._scan` (the
+  pre-flight scan report) and :mod:`cozoo.data._cache` (the cache folder, atomic sample writing).
+- :mod:`cozoo.data.samples`: the former name of :mod:`cozoo.data.kinetics.sample`.
 
-Names are imported lazily, so that ``python -m cozoo.data.kinetics`` runs its module only once.
+Names are imported lazily: importing :mod:`cozoo.data` loads neither Lightning nor PyAV.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ _EXPORTS = {
     "probe_video": "kinetics",
     "read_frames": "kinetics",
     "scan": "kinetics",
-    "SAMPLE_CLASSES": "samples",
-    "SAMPLE_SIZES": "samples",
-    "ensure_sample": "samples",
+    "SAMPLE_CLASSES": "kinetics.sample",
+    "SAMPLE_SIZES": "kinetics.sample",
+    "ensure_sample": "kinetics.sample",
     "PROTOCOLS": "transforms",
     "clip_transform": "transforms",
+    "RootOrSampleDataModule": "_base",
+    "SampleInfo": "_base",
+    "FileScanReport": "_scan",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Per-model clip transforms (spec/video-models.md §5), built from ``torchvision.transforms.v2``.
+"""Per-model clip transforms (the published input protocols), from ``torchvision.transforms.v2``.
 
 Input: a decoded clip, uint8 ``(T, H, W, 3)`` (as PyAV/numpy give it) or ``(T, 3, H, W)``.
 Output: float32 ``(C, T, H, W)`` ready for a video model (batched by the loader to
@@ -42,7 +42,7 @@ KINETICS_STD: Tuple[float, float, float] = (0.225, 0.225, 0.225)
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: Kinetics-400 test protocol per model (spec §5): frames × sampling rate at 30 fps, short side =
+#: Kinetics-400 test protocol per model as published: frames × sampling rate at 30 fps, short side =
 #: centre crop, normalisation. Keys are model names of the zoo; values are primitives, ready to be
 #: passed as keyword arguments to ``KineticsDataModule``.
 PROTOCOLS: Dict[str, Dict[str, object]] = {
@@ -122,7 +122,7 @@ def clip_transform(
         train_scale: range of the random short side relative to ``short_side`` (training only).
         hflip: probability of a horizontal flip (training only).
         antialias: antialiased resizing; ``False`` matches the bilinear interpolation
-            (``align_corners=False``) of the published evaluation (spec §5).
+            (``align_corners=False``) of the published evaluation.
 
     Returns:
         A callable: uint8 clip ``(T', H, W, 3)`` or ``(T', 3, H, W)`` -> float32

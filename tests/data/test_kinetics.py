@@ -1,5 +1,5 @@
-"""Kinetics data: listing, pre-flight scan, PyAV decoding, clip protocol, data module, transforms
-and the generated sample.
+"""Kinetics data: listing, pre-flight scan (and its command line), PyAV decoding, the clip
+protocol and the data module on a real Kinetics-layout root.
 
 Videos are written with PyAV into ``tmp_path``; each frame carries its own index as a binary
 code (8 black/white stripes), so the tests can read back *which* frames a clip holds.
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import re
-import time
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -20,8 +19,9 @@ import pytest
 import torch
 
 from cozoo.data import kinetics as K
-from cozoo.data import samples as S
-from cozoo.data.transforms import PROTOCOLS, clip_transform, uniform_indices
+from cozoo.data.kinetics import preflight
+from cozoo.data.kinetics import sample as S
+from cozoo.data.transforms import PROTOCOLS
 
 W, H = 64, 48  # coded frames: 8 stripes of 8 px
 
@@ -121,7 +121,7 @@ def test_scan_reports_missing_and_unreadable_by_path(kin, tmp_path, monkeypatch,
     assert labels[kin["v60"].name] == 0 and labels[kin["v90"].name] == 1
 
     # a second scan answers from the cache (files unchanged), with the same result
-    monkeypatch.setattr(K, "probe_video", lambda *a, **k: pytest.fail("probed again"))
+    monkeypatch.setattr(preflight, "probe_video", lambda *a, **k: pytest.fail("probed again"))
     assert K.scan(kin["root"], "train", cache_dir=tmp_path).counts == rep.counts
 
 
@@ -131,6 +131,19 @@ def test_scan_command_line(kin, capsys):
     assert status == 1  # problems found
     assert "6 listed, 4 ok, 1 missing, 1 unreadable" in out
     assert str(kin["missing"]) in out and str(kin["corrupt"]) in out
+
+
+def test_module_runs_as_a_program(kin):
+    """``python -m cozoo.data.kinetics`` (the package's ``__main__``) runs the command line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cozoo.data.kinetics", "scan", str(kin["root"]), "--split", "val"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 listed, 2 ok, 0 missing, 0 unreadable" in done.stdout
+    assert "RuntimeWarning" not in done.stderr
 
 
 def test_other_layouts(kin, tmp_path):
@@ -167,7 +180,7 @@ def test_other_layouts(kin, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Decoding and the clip protocol (spec §5)
+# Decoding and the clip protocol (30 fps, centred window, last frame repeated)
 # --------------------------------------------------------------------------------------------
 def test_read_frames_resamples_to_30fps(kin):
     codes = codes_of(K.read_frames(kin["v60"], lambda n: torch.arange(n)))
@@ -313,259 +326,15 @@ def test_hyperparameters_are_primitives(kin, tmp_path):
     assert (proto.hparams.frames, proto.hparams.sampling_rate, proto.hparams.crop) == (13, 6, 160)
 
 
-# --------------------------------------------------------------------------------------------
-# Transforms
-# --------------------------------------------------------------------------------------------
-def test_protocol_table_matches_spec():
-    expect = {  # spec/video-models.md §5
-        "cox3d_s": (13, 6, 160),
-        "cox3d_m": (16, 5, 224),
-        "cox3d_l": (16, 5, 312),
-        "coslow_8x8": (8, 8, 256),
-        "coi3d": (8, 8, 224),
-        "i3d": (8, 8, 224),
-    }
-    for name, (frames, rate, side) in expect.items():
-        p = PROTOCOLS[name]
-        assert (p["frames"], p["sampling_rate"], p["short_side"], p["crop"]) == (
-            frames,
-            rate,
-            side,
-            side,
-        )
-    assert (
-        PROTOCOLS["cox3d_m"]["mean"] == (0.45,) * 3 and PROTOCOLS["cox3d_m"]["std"] == (0.225,) * 3
-    )
-    assert PROTOCOLS["i3d"]["mean"] == (0.485, 0.456, 0.406)
+def test_public_names_keep_importing():
+    """The names and modules of ``cozoo.data`` before it became a package of dataset families."""
+    import cozoo.data as D
+    from cozoo.data import samples, transforms
 
-
-def test_eval_transform_shapes_and_values():
-    def spatial(name: str) -> dict:
-        return {k: v for k, v in PROTOCOLS[name].items() if k != "sampling_rate"}
-
-    tf = clip_transform(**spatial("cox3d_m"))
-    clip = np.zeros((80, 256, 340, 3), np.uint8)
-    clip[..., 170:, :] = 255  # left half black, right half white
-    clip[:, 0, 0, 0] = np.arange(80)  # frame index in a corner pixel
-    out = tf(clip)
-    assert out.shape == (3, 16, 224, 224) and out.dtype == torch.float32
-    lo, hi = (0 - 0.45) / 0.225, (1 - 0.45) / 0.225
-    # 340 x 256 -> 297 x 224 (short side 224, long side floored), centre crop from column 36:
-    # the edge at 170 * 224 / 256 = 148.75 lands at column 112.75 of the crop
-    assert torch.allclose(out[:, :, :, :112], torch.tensor(lo))
-    assert torch.allclose(out[:, :, :, 114:], torch.tensor(hi))
-    # uniform temporal subsample == linspace(0, T - 1, frames)
-    assert uniform_indices(80, 16).tolist() == torch.linspace(0, 79, 16).long().tolist()
-    # (T, 3, H, W) uint8 input is accepted too, and T == frames keeps every frame
-    same = tf(torch.from_numpy(clip[uniform_indices(80, 16).numpy()]).permute(0, 3, 1, 2))
-    assert torch.equal(same, out)
-
-    i3d = clip_transform(**spatial("i3d"))(np.zeros((8, 224, 224, 3), np.uint8))
-    expect = -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])
-    assert torch.allclose(i3d.mean(dim=(1, 2, 3)), expect)
-
-
-def test_train_transform_random_crop():
-    tf = clip_transform(frames=13, short_side=160, crop=160, train=True)
-    a = tf(np.random.default_rng(0).integers(0, 255, (78, 180, 320, 3), dtype=np.uint8))
-    assert a.shape == (3, 13, 160, 160)
-
-
-# --------------------------------------------------------------------------------------------
-# The generated sample
-# --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_sample(tmp_path_factory) -> Path:
-    return S.ensure_sample(tmp_path_factory.mktemp("cache"), "tiny", seed=0)
-
-
-QUICK = S.SampleSpec(min_frames=12, max_frames=16)  # short videos: generation mechanics only
-
-
-@pytest.fixture(scope="module")
-def quick_sample(tmp_path_factory) -> Path:
-    return S.ensure_sample(tmp_path_factory.mktemp("quick"), "tiny", seed=0, spec=QUICK)
-
-
-def tree(root: Path) -> Dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "SAMPLE.json"
-    }
-
-
-def test_sample_is_in_the_kinetics_layout(tiny_sample):
-    assert S.is_complete(tiny_sample)
-    train, val, test = S.SAMPLE_SIZES["tiny"]
-    for split, csv_name, per_class in (
-        ("train", "train.csv", train),
-        ("val", "validate.csv", val),
-        ("test", "test.csv", test),
-    ):
-        with open(tiny_sample / "annotations" / csv_name, newline="") as f:
-            lines = list(csv.reader(f))
-        assert lines[0] == ["label", "youtube_id", "time_start", "time_end", "split"]
-        assert len(lines) - 1 == per_class * len(S.SAMPLE_CLASSES)
-        for label, yid, start, end, split_value in lines[1:]:
-            assert split_value == split and int(end) - int(start) == 10
-            name = f"{yid}_{int(start):06d}_{int(end):06d}.mp4"
-            assert re.fullmatch(r"[A-Za-z0-9_-]{11}_\d{6}_\d{6}\.mp4", name)
-            assert (tiny_sample / split / label / name).is_file()
-        rep = K.scan(tiny_sample, split, use_cache=False)
-        assert rep.counts["ok"] == per_class * 6 and rep.class_names == list(S.SAMPLE_CLASSES)
-    import av
-
-    with av.open(str(next((tiny_sample / "val").rglob("*.mp4")))) as c:
-        s = c.streams.video[0]
-        assert (s.width, s.height, s.average_rate, s.format.name) == (80, 64, 30, "yuv420p")
-
-
-def test_sample_is_deterministic(quick_sample, tmp_path):
-    again = S.ensure_sample(tmp_path / "a", "tiny", seed=0, spec=QUICK)
-    assert tree(again) == tree(quick_sample)  # byte for byte
-    other = S.ensure_sample(tmp_path / "b", "tiny", seed=1, spec=QUICK)
-    assert set(tree(other)) != set(tree(quick_sample))
-
-
-def test_interrupted_generation_is_never_taken_for_a_sample(quick_sample, tmp_path, caplog):
-    cache = tmp_path / "cache"
-
-    def crash(i: int, path: Path) -> None:
-        if i == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        S.ensure_sample(cache, "tiny", seed=0, spec=QUICK, on_video=crash)
-    root = S.sample_root(cache, "tiny", 0)
-    assert not root.exists() and not list(cache.glob(".tmp-*"))
-
-    # a process killed mid-way leaves a temporary folder; a half-copied sample has no marker
-    stale = cache / ".tmp-tiny-seed0-killed"
-    stale.mkdir()
-    old = time.time() - 2 * 3600
-    os.utime(stale, (old, old))
-    (root / "train").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    (root / "annotations" / "train.csv").write_text("label,youtube_id\n")
-    with caplog.at_level(logging.WARNING, logger="cozoo.data.samples"):
-        assert S.ensure_sample(cache, "tiny", seed=0, spec=QUICK) == root
-    assert "incomplete or outdated generated sample" in caplog.text
-    assert S.is_complete(root, QUICK) and not stale.exists()
-    assert tree(root) == tree(quick_sample)
-
-    # a truncated video makes the sample incomplete again
-    victim = next(root.rglob("*.mp4"))
-    victim.write_bytes(victim.read_bytes()[:100])
-    assert not S.is_complete(root)
-    S.ensure_sample(cache, "tiny", seed=0, spec=QUICK)
-    assert tree(root) == tree(quick_sample)
-    # so does another generator version or geometry
-    assert not S.is_complete(quick_sample, S.SampleSpec())
-
-
-def test_cache_dir_honours_cozoo_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("COZOO_CACHE", str(tmp_path))
-    assert S.default_cache_dir() == tmp_path / "kinetics_sample" / "v1"
-    assert S.sample_root(None, "small", 3) == tmp_path / "kinetics_sample" / "v1" / "small-seed3"
-
-
-def test_datamodule_without_root_uses_the_sample_loudly(tiny_sample, caplog):
-    dm = K.KineticsDataModule(
-        None,
-        frames=8,
-        sampling_rate=5,
-        short_side=64,
-        crop=64,
-        batch_size=4,
-        cache_dir=str(tiny_sample.parent),
-        sample_size="tiny",
-        continual_frames=20,
-    )
-    with caplog.at_level(logging.WARNING, logger="cozoo.data.kinetics"):
-        dm.prepare_data()
-        dm.setup("fit")
-    assert "NO data.root GIVEN: USING A GENERATED SAMPLE" in caplog.text
-    assert str(tiny_sample) in caplog.text
-    assert dm.is_generated_sample and dm.data_root == tiny_sample and dm.num_classes == 6
-    b = next(iter(dm.train_dataloader()))
-    assert b["video"].shape == (4, 3, 8, 64, 64)
-    v = next(iter(dm.val_dataloader()))
-    assert v["video"].shape == (4, 3, 20, 64, 64)
-
-
-# ---- the classes can only be told apart in time ----------------------------------------------
-def _object_features(frame: np.ndarray) -> np.ndarray:
-    """Single-frame features of the rectangle: circular centroid (x, y), area, orientation."""
-    bg = np.median(frame.reshape(-1, 3), axis=0)
-    mask = np.linalg.norm(frame.astype(np.float32) - bg, axis=-1) > 35
-    ys, xs = np.nonzero(mask)
-    h, w = frame.shape[:2]
-    ax, ay = 2 * np.pi * (xs + 0.5) / w, 2 * np.pi * (ys + 0.5) / h
-    cx = np.arctan2(np.sin(ax).mean(), np.cos(ax).mean()) * w / (2 * np.pi)
-    cy = np.arctan2(np.sin(ay).mean(), np.cos(ay).mean()) * h / (2 * np.pi)
-    dx = (xs + 0.5 - cx + w / 2) % w - w / 2  # toroidal offsets from the centroid
-    dy = (ys + 0.5 - cy + h / 2) % h - h / 2
-    theta = 0.5 * np.arctan2(2 * (dx * dy).mean(), (dx * dx).mean() - (dy * dy).mean())
-    return np.array([cx % w, cy % h, mask.mean(), theta])
-
-
-def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
-    """Fit class means on even samples, classify odd samples (standardised features)."""
-    f = (features - features.mean(0)) / (features.std(0) + 1e-9)
-    fit, ev = np.arange(len(f)) % 2 == 0, np.arange(len(f)) % 2 == 1
-    means = np.stack([f[fit & (labels == c)].mean(0) for c in range(6)])
-    pred = np.argmin(((f[ev][:, None] - means[None]) ** 2).sum(-1), axis=1)
-    return float((pred == labels[ev]).mean())
-
-
-def test_sample_classes_are_only_separable_in_time():
-    static, dynamic, labels = [], [], []
-    step = 5  # the sampling rate of CoX3D-M
-    # one rectangle per video (a sample video holds several, all moving alike) to measure it
-    one = S.SampleSpec(min_frames=46, max_frames=46, min_objects=1, max_objects=1)
-    for label in range(len(S.SAMPLE_CLASSES)):
-        for k in range(30):
-            rng = np.random.default_rng((99, label, k))
-            video = S.render_video(label, rng, one)
-            feats = np.stack([_object_features(f) for f in video[::step]])  # (T, 4)
-            x, y, area, theta = feats.T
-            w, h = video.shape[2], video.shape[1]
-            t = int(rng.integers(0, len(feats)))
-            static.append(
-                [
-                    np.cos(2 * np.pi * x[t] / w),
-                    np.sin(2 * np.pi * x[t] / w),
-                    np.cos(2 * np.pi * y[t] / h),
-                    np.sin(2 * np.pi * y[t] / h),
-                    area[t],
-                    np.cos(2 * theta[t]),
-                    np.sin(2 * theta[t]),
-                ]
-            )
-            vx = np.median((np.diff(x) + w / 2) % w - w / 2)
-            rot = np.median((np.diff(theta) + np.pi / 2) % np.pi - np.pi / 2)
-            grow = np.median(np.diff(area)) / area.mean()
-            dynamic.append([vx, rot, grow])
-            labels.append(label)
-    labels_arr = np.array(labels)
-
-    def class_mean_z(features: List[List[float]]) -> np.ndarray:
-        """Per feature: the largest |class mean - overall mean| in standard errors."""
-        f = np.array(features).reshape(6, 30, -1)
-        se = f.std(1, ddof=1).mean(0) / np.sqrt(30)
-        return (np.abs(f.mean(1) - f.mean((0, 1))) / se).max(0)
-
-    # the per-class means of single frames are equal up to sampling noise; motion is not
-    assert class_mean_z(static).max() < 4
-    assert (class_mean_z(dynamic) > 20).all()
-    assert _nearest_centroid_accuracy(np.array(static), labels_arr) < 0.35  # chance: 1/6
-    assert _nearest_centroid_accuracy(np.array(dynamic), labels_arr) > 0.9
-
-    # and each class moves the way its name says (the image y axis points down)
-    dyn = np.array(dynamic).reshape(6, -1, 3)
-    idx = {n: i for i, n in enumerate(S.SAMPLE_CLASSES)}
-    assert (dyn[idx["moving left"], :, 0] < 0).all() and (dyn[idx["moving right"], :, 0] > 0).all()
-    assert (dyn[idx["rotating clockwise"], :, 1] > 0).all()
-    assert (dyn[idx["rotating counterclockwise"], :, 1] < 0).all()
-    assert (dyn[idx["growing"], :, 2] > 0).all() and (dyn[idx["shrinking"], :, 2] < 0).all()
+    for name in D.__all__:
+        assert getattr(D, name) is not None, name
+    assert D.KineticsDataModule is K.KineticsDataModule and D.scan is K.scan
+    assert samples.SampleSpec is S.SampleSpec and samples.ensure_sample is S.ensure_sample
+    assert D.SAMPLE_CLASSES == samples.SAMPLE_CLASSES and transforms.PROTOCOLS is D.PROTOCOLS
+    for name in K.__all__ + ["main"]:
+        assert getattr(K, name) is not None, name
