@@ -9,7 +9,7 @@
   checkpoint it resumes from (``purge_step``, as TensorBoard's ``SummaryWriter`` does).
 - ``ThroughputProgressBar``: Lightning's tqdm bar with the throughput that matters per mode:
   ``clips/s`` while training (clip mode) and ``steps/s`` (frames through ``forward_step``) while
-  a ``VideoClassifier`` evaluates in continual mode.
+  a task (``cozoo.tasks.ContinualTask``) evaluates in continual mode.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class ThroughputProgressBar(TQDMProgressBar):
 
     Training throughput counts the clips of every batch over the wall time of the epoch so far
     (data loading included, as a user waits for it). The continual figure is read from the
-    module's ``continual_throughput()`` (``VideoClassifier`` times its ``forward_step`` loop
+    module's ``continual_throughput()`` (``ContinualTask`` times its ``forward_step`` loop
     alone), so it is the streaming speed of the model: frames × streams per second.
     """
 
@@ -239,9 +239,10 @@ class ThroughputProgressBar(TQDMProgressBar):
 
 
 def _batch_size(batch: Any) -> int:
-    """Clips in a batch: ``batch["video"]`` ``(B, 3, T, H, W)``, or a tensor's first dim."""
-    if isinstance(batch, dict) and "video" in batch:
-        return int(batch["video"].shape[0])
+    """Clips in a batch: the first dim of its labels (``batch["label"]``, any input kind), of a
+    tensor batch, or of a list of tensors' first."""
+    if isinstance(batch, dict) and isinstance(batch.get("label"), torch.Tensor):
+        return int(batch["label"].shape[0])
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
         return int(batch[0].shape[0])
     if isinstance(batch, torch.Tensor):

@@ -55,7 +55,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cozoo.callbacks import AtomicCheckpointIO
 from cozoo.co.logging import getLogger
 from cozoo.recipes import register_resolvers
-from cozoo.tasks import VideoClassifier
+from cozoo.tasks import ContinualTask
 
 __all__ = [
     "PURGING_LOGGERS",
@@ -96,38 +96,40 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
     return Path(run_dir)
 
 
-def _num_classes_of(datamodule: LightningDataModule) -> int:
-    """Classes of a data module: its ``num_classes`` (read after ``prepare_data`` if needed)."""
-    value = getattr(datamodule, "num_classes", None)
+def _data_fact(datamodule: LightningDataModule, name: str, key: str) -> Any:
+    """``name`` of a data module (its ``num_classes``, ``input_key``), read after
+    ``prepare_data`` if needed."""
+    value = getattr(datamodule, name, None)
     if value is None:
         datamodule.prepare_data()
-        value = getattr(datamodule, "num_classes", None)
+        value = getattr(datamodule, name, None)
     if value is None:
-        raise ValueError(
-            f"{type(datamodule).__name__} does not tell its number of classes; set "
-            "model.num_classes"
-        )
-    return int(value)
+        raise ValueError(f"{type(datamodule).__name__} does not tell its {name}; set {key}")
+    return value
 
 
 def build_datamodule_and_module(
-    cfg: DictConfig, module: Optional[VideoClassifier] = None
-) -> Tuple[LightningDataModule, VideoClassifier]:
-    """Instantiate ``cfg.data`` and ``cfg.model`` (unless ``module`` is given).
+    cfg: DictConfig, module: Optional[ContinualTask] = None
+) -> Tuple[LightningDataModule, ContinualTask]:
+    """Instantiate ``cfg.data`` and ``cfg.task`` (unless ``module`` is given).
 
     Filled in here and written back into ``cfg`` so that the saved config says what ran:
-    ``model.num_classes`` (null: the data module's), ``data.continual_frames`` (null: the
-    model's ``delay + predict_steps``, the frames a clip needs for the continual mode).
+    ``model.num_classes`` (null: the data module's), ``task.input_key`` (null: the data
+    module's), ``data.continual_frames`` (null: the task's ``delay + predict_steps``, the time
+    steps a clip needs for the continual mode).
     """
     datamodule: Optional[LightningDataModule] = None
     if module is None:
-        num_classes = cfg.model.num_classes
-        if num_classes is None:
+        if cfg.model.get("num_classes", 0) is None or cfg.task.get("input_key") is None:
             datamodule = hydra.utils.instantiate(cfg.data)
-            num_classes = _num_classes_of(datamodule)
-            with open_dict(cfg):
-                cfg.model.num_classes = num_classes
-        module = hydra.utils.instantiate(cfg.model, _convert_="all")
+        with open_dict(cfg):
+            if cfg.model.get("num_classes", 0) is None:
+                cfg.model.num_classes = int(
+                    _data_fact(datamodule, "num_classes", "model.num_classes")
+                )
+            if cfg.task.get("input_key") is None:
+                cfg.task.input_key = str(_data_fact(datamodule, "input_key", "task.input_key"))
+        module = hydra.utils.instantiate(cfg.task, _convert_="all")
     if cfg.data.continual_frames is None and "continual" in module.modes:
         with open_dict(cfg):
             cfg.data.continual_frames = max(module.required_frames(), int(cfg.data.frames))
@@ -218,14 +220,15 @@ def build_trainer(cfg: DictConfig, loggers: List[Logger], callbacks: List[Callba
     )
 
 
+_DATA_PLUMBING = ("_target_", "root", "cache_dir", "num_workers", "seed")
+
+
 def describe_data(cfg: DictConfig) -> str:
-    """One line saying which data and input protocol a run uses."""
-    d = cfg.data
-    what = f"data.root={d.root}" if d.root else "the GENERATED SAMPLE (no data.root)"
-    return (
-        f"{what}: {d.frames} frames x rate {d.sampling_rate}, short side {d.short_side}, "
-        f"crop {d.crop}, batch {d.batch_size}; continual clips {d.continual_frames} frames"
-    )
+    """One line saying which data and input protocol a run uses (the data config's values)."""
+    d = OmegaConf.to_container(cfg.data, resolve=True)
+    what = f"data.root={d['root']}" if d.get("root") else "the GENERATED SAMPLE (no data.root)"
+    settings = ", ".join(f"{k}={v}" for k, v in d.items() if k not in _DATA_PLUMBING)
+    return f"{what}: {settings}"
 
 
 def metrics_as_floats(metrics: Dict[str, Any]) -> Dict[str, float]:
@@ -253,9 +256,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> Dict[str
     logger.info("cozoo.train %s: %s", cfg.name, describe_data(cfg))
     if not cfg.data.root:
         logger.warning(
-            "No data.root given: training on the generated sample of motion classes with small "
-            "settings (the recipe's `sample` section). Pass data.root=/path/to/kinetics400 for "
-            "the published protocol."
+            "No data.root given: training on the generated sample with the small settings of "
+            "`sample` (config group sample/ and the recipe's `sample` section). Pass "
+            "data.root=/path/to/the/dataset for the published protocol."
         )
     save_resolved_config(cfg, run_dir / "config.yaml")
     ckpt_path, resume_step = resume_checkpoint(cfg, run_dir)

@@ -3,7 +3,7 @@ a small generated sample in that same format when no root is given.
 
 - :mod:`cozoo.data.kinetics`: Kinetics-400 (``KineticsDataModule``, the pre-flight ``scan``,
   the generated Kinetics-layout sample of motion classes in :mod:`cozoo.data.kinetics.sample`).
-- :mod:`cozoo.data.transforms`: per-model clip transforms (``clip_transform``, ``PROTOCOLS``).
+- :mod:`cozoo.data.transforms`: per-model clip transforms (``clip_transform``).
 - What every dataset family builds on: :mod:`cozoo.data._base` (``RootOrSampleDataModule``:
   real root or generated sample, banner, loaders, skipped counts), :mod:`cozoo.data._scan` (the
   pre-flight scan report) and :mod:`cozoo.data._cache` (the cache folder, atomic sample writing).
@@ -30,7 +30,6 @@ _EXPORTS = {
     "SAMPLE_CLASSES": "kinetics.sample",
     "SAMPLE_SIZES": "kinetics.sample",
     "ensure_sample": "kinetics.sample",
-    "PROTOCOLS": "transforms",
     "clip_transform": "transforms",
     "RootOrSampleDataModule": "_base",
     "SampleInfo": "_base",

@@ -1,4 +1,6 @@
-"""Per-model clip transforms (the published input protocols), from ``torchvision.transforms.v2``.
+"""Video clip transforms of an input protocol (``cozoo.models.VideoInput``), from
+``torchvision.transforms.v2``. The protocols themselves are facts of the weights
+(``get_model_weights(name).DEFAULT.transforms``).
 
 Input: a decoded clip, uint8 ``(T, H, W, 3)`` (as PyAV/numpy give it) or ``(T, 3, H, W)``.
 Output: float32 ``(C, T, H, W)`` ready for a video model (batched by the loader to
@@ -17,7 +19,7 @@ are directions of motion, which a flip swaps.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,51 +27,16 @@ from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from cozoo.models import KINETICS_MEAN, KINETICS_STD
+
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "KINETICS_MEAN",
     "KINETICS_STD",
-    "PROTOCOLS",
     "ToCTHW",
     "ToVideo",
     "clip_transform",
     "uniform_indices",
 ]
-
-KINETICS_MEAN: Tuple[float, float, float] = (0.45, 0.45, 0.45)
-KINETICS_STD: Tuple[float, float, float] = (0.225, 0.225, 0.225)
-IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-#: Kinetics-400 test protocol per model as published: frames × sampling rate at 30 fps, short side =
-#: centre crop, normalisation. Keys are model names of the zoo; values are primitives, ready to be
-#: passed as keyword arguments to ``KineticsDataModule``.
-PROTOCOLS: Dict[str, Dict[str, object]] = {
-    **{
-        name: dict(frames=13, sampling_rate=6, short_side=160, crop=160)
-        for name in ("x3d_s", "cox3d_s")
-    },
-    **{
-        name: dict(frames=16, sampling_rate=5, short_side=224, crop=224)
-        for name in ("x3d_m", "cox3d_m")
-    },
-    **{
-        name: dict(frames=16, sampling_rate=5, short_side=312, crop=312)
-        for name in ("x3d_l", "cox3d_l")
-    },
-    **{
-        name: dict(frames=8, sampling_rate=8, short_side=256, crop=256)
-        for name in ("slow_8x8", "coslow_8x8", "slow", "coslow")
-    },
-    "i3d": dict(
-        frames=8, sampling_rate=8, short_side=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD
-    ),
-    "coi3d": dict(frames=8, sampling_rate=8, short_side=224, crop=224),
-}
-for _p in PROTOCOLS.values():
-    _p.setdefault("mean", KINETICS_MEAN)
-    _p.setdefault("std", KINETICS_STD)
 
 
 def uniform_indices(length: int, num: int) -> Tensor:

@@ -26,6 +26,8 @@ from ._errors import (
 from ._hub import cache_dir, cache_path, download, fetch, read_checkpoint, sha256sum
 from ._keys import KeyRules, load_state_dict_strict, state_dict_diff, unwrap
 from ._meta import (
+    KINETICS_MEAN,
+    KINETICS_STD,
     Baseline,
     Compute,
     FeatureInput,
@@ -81,6 +83,8 @@ from .video import (  # noqa: E402 - after the families are imported, for the re
 )
 
 __all__ = [
+    "KINETICS_MEAN",
+    "KINETICS_STD",
     "Baseline",
     "ChecksumError",
     "CoI3D",

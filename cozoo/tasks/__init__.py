@@ -1,9 +1,28 @@
 """LightningModules of the cozoo research framework.
 
-``VideoClassifier``: trains a ``cozoo.models`` video classifier on clips and evaluates it in
-clip mode and in continual (frame-by-frame) mode, logging top-1/top-5 of both.
+- ``ContinualTask`` (:mod:`._base`): what every task shares: the network from a nested
+  ``model`` config, optimiser and schedule from config, RNG states in checkpoints, the clip and
+  continual evaluation modes and their throughput.
+- ``ClassificationTask`` (:mod:`.classification`): trains a continual classifier on clips and
+  evaluates it in clip mode and step by step, logging top-1/top-5 of both.
+- :mod:`.results`: the results table an evaluation prints, measured beside published.
 """
 
-from .classification import MODES, VideoClassifier
+from ._base import INITS, MODES, ContinualTask, init_from_scratch
+from ._rng import get_rng_states, set_rng_states
+from .classification import ClassificationTask, VideoClassifier, upgrade_hparams
+from .results import ResultRow, format_table
 
-__all__ = ["MODES", "VideoClassifier"]
+__all__ = [
+    "INITS",
+    "MODES",
+    "ClassificationTask",
+    "ContinualTask",
+    "ResultRow",
+    "VideoClassifier",
+    "format_table",
+    "get_rng_states",
+    "init_from_scratch",
+    "set_rng_states",
+    "upgrade_hparams",
+]

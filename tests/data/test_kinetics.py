@@ -21,7 +21,7 @@ import torch
 from cozoo.data import kinetics as K
 from cozoo.data.kinetics import preflight
 from cozoo.data.kinetics import sample as S
-from cozoo.data.transforms import PROTOCOLS
+from cozoo.models import get_model_weights
 
 W, H = 64, 48  # coded frames: 8 stripes of 8 px
 
@@ -322,8 +322,13 @@ def test_hyperparameters_are_primitives(kin, tmp_path):
     hp = torch.load(path, weights_only=True)
     assert hp["mean"] == (0.5, 0.5, 0.5) and hp["frames"] == 4 and hp["root"] == str(kin["root"])
     assert K.KineticsDataModule(**hp).hparams == dm.hparams
-    proto = K.KineticsDataModule.from_protocol(PROTOCOLS["cox3d_s"], root=str(kin["root"]))
+    proto = K.KineticsDataModule.from_model("cox3d_s", root=str(kin["root"]))
     assert (proto.hparams.frames, proto.hparams.sampling_rate, proto.hparams.crop) == (13, 6, 160)
+    assert proto.hparams.mean == (0.45,) * 3 and proto.hparams.std == (0.225,) * 3
+    same = K.KineticsDataModule.from_protocol(
+        get_model_weights("cox3d_s").DEFAULT.transforms, root=str(kin["root"])
+    )
+    assert same.hparams == proto.hparams
 
 
 def test_public_names_keep_importing():
@@ -335,6 +340,7 @@ def test_public_names_keep_importing():
         assert getattr(D, name) is not None, name
     assert D.KineticsDataModule is K.KineticsDataModule and D.scan is K.scan
     assert samples.SampleSpec is S.SampleSpec and samples.ensure_sample is S.ensure_sample
-    assert D.SAMPLE_CLASSES == samples.SAMPLE_CLASSES and transforms.PROTOCOLS is D.PROTOCOLS
+    assert D.SAMPLE_CLASSES == samples.SAMPLE_CLASSES
+    assert transforms.clip_transform is D.clip_transform
     for name in K.__all__ + ["main"]:
         assert getattr(K, name) is not None, name

@@ -1,40 +1,23 @@
-"""Per-model clip transforms and the table of published input protocols."""
+"""Video clip transforms of the published input protocols (the weights' meta)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from cozoo.data.transforms import PROTOCOLS, clip_transform, uniform_indices
+from cozoo.data.transforms import clip_transform, uniform_indices
+from cozoo.models import get_model_info
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def test_protocol_table_matches_spec():
-    expect = {  # the published Kinetics-400 test protocol of each model
-        "cox3d_s": (13, 6, 160),
-        "cox3d_m": (16, 5, 224),
-        "cox3d_l": (16, 5, 312),
-        "coslow_8x8": (8, 8, 256),
-        "coi3d": (8, 8, 224),
-        "i3d": (8, 8, 224),
-    }
-    for name, (frames, rate, side) in expect.items():
-        p = PROTOCOLS[name]
-        assert (p["frames"], p["sampling_rate"], p["short_side"], p["crop"]) == (
-            frames,
-            rate,
-            side,
-            side,
-        )
-    assert (
-        PROTOCOLS["cox3d_m"]["mean"] == (0.45,) * 3 and PROTOCOLS["cox3d_m"]["std"] == (0.225,) * 3
-    )
-    assert PROTOCOLS["i3d"]["mean"] == (0.485, 0.456, 0.406)
+def spatial(name: str) -> dict:
+    """The spatial part of a model's published input protocol (its weights' meta)."""
+    p = get_model_info(name).input
+    return dict(frames=p.frames, short_side=p.short_side, crop=p.crop, mean=p.mean, std=p.std)
 
 
 def test_eval_transform_shapes_and_values():
-    def spatial(name: str) -> dict:
-        return {k: v for k, v in PROTOCOLS[name].items() if k != "sampling_rate"}
-
     tf = clip_transform(**spatial("cox3d_m"))
     clip = np.zeros((80, 256, 340, 3), np.uint8)
     clip[..., 170:, :] = 255  # left half black, right half white
@@ -52,8 +35,9 @@ def test_eval_transform_shapes_and_values():
     same = tf(torch.from_numpy(clip[uniform_indices(80, 16).numpy()]).permute(0, 3, 1, 2))
     assert torch.equal(same, out)
 
-    i3d = clip_transform(**spatial("i3d"))(np.zeros((8, 224, 224, 3), np.uint8))
-    expect = -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])
+    imagenet = {**spatial("coi3d"), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    i3d = clip_transform(**imagenet)(np.zeros((8, 224, 224, 3), np.uint8))
+    expect = -torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)
     assert torch.allclose(i3d.mean(dim=(1, 2, 3)), expect)
 
 

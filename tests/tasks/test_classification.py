@@ -1,5 +1,5 @@
-"""cozoo.tasks.VideoClassifier and cozoo.callbacks: the two evaluation modes, hyper-parameters,
-checkpoints (atomic, weights_only) and the throughput progress bar."""
+"""cozoo.tasks (ContinualTask, ClassificationTask) and cozoo.callbacks: the two evaluation modes,
+hyper-parameters, checkpoints (atomic, weights_only) and the throughput progress bar."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pickle
 import random
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pytest
@@ -16,8 +16,13 @@ from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset
 
 from cozoo.callbacks import AtomicCheckpointIO, ThroughputProgressBar
-from cozoo.tasks import VideoClassifier
-from cozoo.tasks.classification import get_rng_states, set_rng_states
+from cozoo.tasks import (
+    ClassificationTask,
+    VideoClassifier,
+    get_rng_states,
+    set_rng_states,
+    upgrade_hparams,
+)
 
 SIZE = 32  # tiny frames: the ResNets/X3Ds reduce 32x32 to 1x1
 
@@ -32,11 +37,12 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def tiny(**kwargs) -> VideoClassifier:
+def tiny(model: Optional[Dict[str, Any]] = None, **kwargs: Any) -> ClassificationTask:
     """CoX3D-S with a 2-frame head pool: delay 27 + 2 = 29."""
-    args = dict(arch="cox3d_s", num_classes=4, pool_size=2, dropout=0.0, optimizer="adamw", lr=1e-3)
-    args.update(kwargs)
-    return VideoClassifier(**args)
+    net = dict(name="cox3d_s", num_classes=4, pool_size=2, dropout=0.0)
+    net.update(model or {})
+    kwargs.setdefault("optimizer", {"name": "adamw", "lr": 1e-3})
+    return ClassificationTask(net, **kwargs)
 
 
 class RandomClips(Dataset):
@@ -62,7 +68,8 @@ def test_continual_mode_is_the_last_step_output_after_a_warm_up_on_the_clip():
     assert module.delay == 29 and module.required_frames() == 30
     video = torch.randn(2, 3, 33, SIZE, SIZE)
     logits = module.forward_continual(video)
-    assert logits.shape == (2, 4)
+    assert logits.shape == (2, 4, 1)
+    logits = logits[:, :, 0]
     # by hand: frame by frame from a clean state, the output of the last frame
     module.model.clean_state()
     with torch.no_grad():
@@ -70,19 +77,31 @@ def test_continual_mode_is_the_last_step_output_after_a_warm_up_on_the_clip():
     assert all(o is None for o in outs[:29]) and all(o is not None for o in outs[29:])
     torch.testing.assert_close(logits, outs[-1], rtol=1e-4, atol=1e-5)
     # a clean state per call: the same clip gives the same answer again
-    torch.testing.assert_close(module.forward_continual(video), logits)
+    torch.testing.assert_close(module.forward_continual(video)[:, :, 0], logits)
 
 
-def test_continual_mode_averages_predict_steps_and_refuses_short_clips():
+def test_continual_mode_keeps_predict_steps_and_refuses_short_clips():
     module = tiny(predict_steps=3).eval()
     assert module.required_frames() == 32
     video = torch.randn(1, 3, 32, SIZE, SIZE)
     module.model.clean_state()
     with torch.no_grad():
         outs = module.model.forward_steps(video)  # (1, 4, 3): steps 29, 30, 31
-    torch.testing.assert_close(module.forward_continual(video), outs.mean(dim=2))
+    torch.testing.assert_close(module.forward_continual(video), outs)
     with pytest.raises(ValueError, match="continual_frames=32"):
         module.forward_continual(video[:, :, :31])
+
+
+def test_the_input_key_names_the_batch_entry_of_any_family():
+    """The task reads ``batch[input_key]``: a skeleton or feature data module plugs in by its
+    key, with clips of any layout that has time at dim 2."""
+    module = tiny(input_key="frames").eval()
+    batch = {"frames": torch.randn(2, 3, 30, SIZE, SIZE), "label": torch.tensor([0, 3])}
+    module.evaluate_batch("val", batch)
+    metrics = module.compute_metrics("val")
+    assert 0.0 <= float(metrics["val/continual/top1"]) <= 1.0
+    with pytest.raises(KeyError, match="no 'video' \\(input_key='video'\\); its keys: 'frames'"):
+        tiny().evaluate_batch("val", batch)
 
 
 def test_clip_mode_averages_the_clip_forward_and_views_the_protocol_clip():
@@ -117,17 +136,57 @@ def test_from_scratch_every_residual_block_starts_as_its_shortcut():
         tiny(init="xavier")
 
 
-def test_hyper_parameters_are_primitives_and_validated():
+def _primitives(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_primitives(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_primitives(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def test_hyper_parameters_are_nested_primitives_and_validated():
     module = tiny()
-    assert all(v is None or isinstance(v, (str, int, float, bool)) for v in module.hparams.values())
-    with pytest.raises(TypeError, match="primitive"):
-        tiny(arch=["cox3d_s"])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="optimizer"):
-        tiny(optimizer="lamb")
+    assert module.hparams.model == {"name": "cox3d_s", "num_classes": 4, "pool_size": 2,
+                                    "dropout": 0.0}  # fmt: skip
+    assert module.hparams.optimizer == {"name": "adamw", "lr": 1e-3}
+    assert _primitives(dict(module.hparams))
+    with pytest.raises(TypeError, match="model.pool_size"):
+        tiny(model={"pool_size": torch.tensor(2)})
+    with pytest.raises(ValueError, match="optimizer.name must be one of"):
+        tiny(optimizer={"name": "lamb"})
+    with pytest.raises(ValueError, match="'adamw' has no setting.*momentum"):
+        tiny(optimizer={"name": "adamw", "momentum": 0.9})
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        tiny(scheduler={"name": "cosine", "warmup_fraction": 1.5})
+    with pytest.raises(ValueError, match="num_classes"):
+        ClassificationTask({"name": "cox3d_s"})
     with pytest.raises(ValueError, match="clip_align"):
         tiny(clip_align="start")
     with pytest.raises(ValueError, match="at least one"):
         tiny(clip_eval=False, continual_eval=False)
+    assert VideoClassifier is ClassificationTask  # cozoo 0.1's name
+
+
+def test_hyper_parameters_of_cozoo_0_1_checkpoints_are_upgraded():
+    flat = dict(arch="cox3d_m", num_classes=6, pool_size=8, temporal_fill="replicate",
+                dropout=0.2, weights=None, init="pyslowfast", optimizer="adamw", lr=0.003,
+                momentum=0.9, weight_decay=0.05, scheduler="cosine", warmup_fraction=0.1,
+                label_smoothing=0.0, clip_eval=True, continual_eval=True, predict_steps=1,
+                clip_frames=16, clip_align="end")  # fmt: skip
+    new = upgrade_hparams(flat)
+    assert new["model"] == {
+        "name": "cox3d_m",
+        "num_classes": 6,
+        "pool_size": 8,
+        "temporal_fill": "replicate",
+        "dropout": 0.2,
+        "weights": None,
+    }
+    assert new["optimizer"] == {"name": "adamw", "lr": 0.003, "weight_decay": 0.05}
+    assert new["scheduler"] == {"name": "cosine", "warmup_fraction": 0.1}
+    assert new["clip_frames"] == 16 and "arch" not in new and "lr" not in new
+    assert upgrade_hparams(new) == new  # today's hyper-parameters are returned as they are
+    ClassificationTask(**new)  # and build the task
 
 
 def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path: Path):
@@ -193,9 +252,9 @@ def test_fit_logs_top1_top5_of_both_modes_and_the_gap(tmp_path: Path, capsys):
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)
-    assert checkpoint["hyper_parameters"]["arch"] == "cox3d_s"
+    assert checkpoint["hyper_parameters"]["model"]["name"] == "cox3d_s"
     assert "rng_states" in checkpoint
-    again = VideoClassifier.from_checkpoint(str(path), continual_eval=False)
+    again = ClassificationTask.from_checkpoint(str(path), continual_eval=False)
     assert again.modes == ("clip",)
     for (k, a), b in zip(module.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k

@@ -26,8 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from cozoo.data.kinetics import KineticsClips
 from cozoo.data.samples import SampleSpec
-from cozoo.evaluate import Result, evaluate, format_table, published_top1
+from cozoo.evaluate import evaluate
 from cozoo.models import get_model_weights
+from cozoo.tasks import ResultRow, format_table
+from cozoo.tasks.results import published_result
 from cozoo.train import build_datamodule_and_module, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,19 +125,24 @@ def test_recipe_composes_the_published_protocol_with_a_root(recipe: str):
     cfg = compose_config("train", [f"recipe={recipe}", "data.root=/data/kinetics400"])
     data = OmegaConf.to_container(cfg.data, resolve=True)
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    task = OmegaConf.to_container(cfg.task, resolve=True)
     member = get_model_weights(ARCH[recipe]).DEFAULT
+    assert member.meta.recipe in RECIPES
     protocol = member.transforms
-    assert cfg.name == recipe and model["arch"] == ARCH[recipe]
+    assert cfg.name == recipe and model["name"] == ARCH[recipe] and task["model"] == model
+    # the recipe names the weights entry; the protocol comes from its meta
+    assert get_model_weights(ARCH[recipe]).verify(cfg.published.weights) is member
     for key in ("frames", "sampling_rate", "short_side", "crop"):
         assert data[key] == getattr(protocol, key), key
+        assert key not in cfg.published, "the recipe repeats a fact of the meta"
     assert tuple(data["mean"]) == protocol.mean and tuple(data["std"]) == protocol.std
-    assert data["continual_align"] == "center" and model["clip_align"] == "center"
+    assert data["continual_align"] == "center" and task["clip_align"] == "center"
     assert model["num_classes"] == 400 == member.meta.num_classes
     # the pool size is one with a published accuracy
-    assert published_top1(ARCH[recipe], "DEFAULT", model["pool_size"]) is not None
-    assert model["clip_frames"] == protocol.frames
-    # every hyper-parameter of the module is a primitive
-    assert all(v is None or isinstance(v, (str, int, float, bool)) for v in model.values())
+    variant = {"pool_size": model["pool_size"]}
+    assert published_result(ARCH[recipe], "DEFAULT", "top-1 accuracy", variant) is not None
+    assert task["clip_frames"] == protocol.frames
+    assert task["optimizer"]["name"] == "sgd" and task["scheduler"]["name"] == "cosine"
     # the evaluation config composes too
     cfg = compose_config("evaluate", [f"recipe={recipe}", "weights=DEFAULT", "data.root=/x"])
     assert OmegaConf.to_container(cfg.model, resolve=True)["weights"] == "DEFAULT"
@@ -148,8 +155,14 @@ def test_without_a_root_the_sample_settings_apply_and_every_knob_overrides(recip
     assert data["root"] is None and data["crop"] == 48 and data["frames"] == 16
     assert data["continual_align"] == "end"
     assert cfg.model.pool_size == 8 and cfg.model.num_classes is None  # taken from the data
+    assert cfg.task.input_key is None  # taken from the data module
+    assert OmegaConf.to_container(cfg.task.optimizer) == {
+        "name": "adamw", "lr": 0.003, "weight_decay": 0.05,
+    }  # fmt: skip
     cfg = compose_config("train", [f"recipe={recipe}", "data.crop=48", "sample.frames=6"])
-    assert cfg.data.crop == 48 and cfg.data.frames == 6 and cfg.model.clip_frames == 6
+    assert cfg.data.crop == 48 and cfg.data.frames == 6 and cfg.task.clip_frames == 6
+    cfg = compose_config("train", [f"recipe={recipe}", "sample.optimizer.lr=0.01"])
+    assert cfg.task.optimizer.lr == 0.01
     cfg = compose_config("train", [f"recipe={recipe}", "logger=[csv,tensorboard]"])
     assert sorted(cfg.logger) == ["csv", "tensorboard"]
     cfg = compose_config("train", [f"recipe={recipe}", "logger=wandb"])
@@ -204,6 +217,7 @@ def test_recipe_trains_and_validates_in_both_modes(recipe: str, tmp_path: Path, 
     assert run_dir.parent == tmp_path / recipe
     saved = OmegaConf.load(run_dir / "config.yaml")
     assert saved.model.num_classes == 6  # filled in from the sample
+    assert saved.task.input_key == "video"  # the data module's
     assert saved.data.continual_frames >= 2  # the model's delay + 1
     rows = read_csv(run_dir / "csv" / "metrics.csv")
     assert any(row.get("val/continual/top1") for row in rows)
@@ -249,10 +263,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, sample_c
     last = Path(crashed.run_dir) / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)  # primitives and tensors only
     assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 3
-    assert all(
-        v is None or isinstance(v, (str, int, float, bool))
-        for v in checkpoint["hyper_parameters"].values()
-    )
+    assert checkpoint["hyper_parameters"]["model"]["name"] == "cox3d_s"
     resumed = _resume_cfg(tmp_path, sample_cache, "crashed", "ckpt_path=last")
     train(resumed)
     a = torch.load(Path(straight.run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
@@ -330,16 +341,62 @@ def test_csv_and_tensorboard_loggers_by_override(tmp_path: Path, sample_cache):
 # Evaluation
 # --------------------------------------------------------------------------------------------
 def test_published_accuracy_lookup_and_table():
-    assert published_top1("cox3d_m", "DEFAULT", 64) == pytest.approx(71.03)
-    assert published_top1("cox3d_m", "DEFAULT", 16) == pytest.approx(62.80)
-    assert published_top1("coi3d", "KINETICS400_CAFFE2", 8) == pytest.approx(59.58)
-    assert published_top1("cox3d_m", "DEFAULT", 32) is None
-    assert published_top1("cox3d_m", "KINETICS400_PYTORCHVIDEO", 64) is None
-    assert published_top1("cox3d_m", "/some/file.pth", 64) is None
-    row = Result("cox3d_m", 64, "CoX3D_M_Weights.KINETICS400_PYSLOWFAST", "continual",
-                 70.5, 89.0, 71.03, 123.4)  # fmt: skip
+    def top1(model: str, weights: str, pool_size: int):
+        result = published_result(model, weights, "top-1 accuracy", {"pool_size": pool_size})
+        return None if result is None else result.value
+
+    assert top1("cox3d_m", "DEFAULT", 64) == pytest.approx(71.03)
+    assert top1("cox3d_m", "DEFAULT", 16) == pytest.approx(62.80)
+    assert top1("coi3d", "KINETICS400_CAFFE2", 8) == pytest.approx(59.58)
+    assert top1("cox3d_m", "DEFAULT", 32) is None
+    assert top1("cox3d_m", "KINETICS400_PYTORCHVIDEO", 64) is None
+    assert top1("cox3d_m", "/some/file.pth", 64) is None
+    row = ResultRow("cox3d_m", "pool_size=64", "CoX3D_M_Weights.KINETICS400_PYSLOWFAST",
+                    "continual", {"top-1 (%)": 70.5, "top-5 (%)": 89.0}, "top-1 (%)", 71.03,
+                    123.4)  # fmt: skip
     table = format_table([row])
     assert "71.03" in table and "-0.53" in table and "123.4" in table and "continual" in table
+    assert "| top-1 (%) | top-5 (%) | published top-1 (%) |" in table
+
+
+def _sample_defaults(runs: Path, cache: Path, *extra: str) -> List[str]:
+    """The recipe's own sample settings (not ``fast``'s): what a user's run and evaluation
+    compose, so a difference between train.yaml and evaluate.yaml shows."""
+    return [
+        f"runs_root={runs}",
+        f"data.cache_dir={cache}",
+        "data.sample_size=tiny",
+        "data.num_workers=0",
+        "trainer=debug",
+        "trainer.limit_val_batches=2",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        *extra,
+    ]
+
+
+def _last_validation(run_dir: Path) -> Dict[str, str]:
+    rows = [r for r in read_csv(run_dir / "csv" / "metrics.csv") if r.get("val/clip/loss")]
+    return {k: v for k, v in rows[-1].items() if k.startswith("val/") and "steps_per_s" not in k}
+
+
+def test_evaluate_reproduces_the_runs_last_validation_exactly(tmp_path: Path, sample_cache):
+    """``ckpt_path=`` and ``weights=`` a run's checkpoint give the numbers its last validation
+    logged, to the last digit (the same data settings, the same network)."""
+    cfg = compose_config("train", _sample_defaults(tmp_path, sample_cache, "recipe=cox3d_s",
+                                                   "run_id=trained"))  # fmt: skip
+    train(cfg)
+    run_dir = Path(cfg.run_dir)
+    during_training = _last_validation(run_dir)
+    assert during_training["val/clip/loss"] and during_training["val/continual/top1"]
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    for source in (f"ckpt_path={ckpt}", f"weights={ckpt}"):
+        ev = compose_config(
+            "evaluate", _sample_defaults(tmp_path, sample_cache, "recipe=cox3d_s", source)
+        )
+        evaluate(ev)
+        assert _last_validation(Path(ev.run_dir)) == during_training, source
 
 
 def test_evaluate_weights_file_and_training_checkpoint(tmp_path: Path, sample_cache, capsys):
@@ -352,7 +409,8 @@ def test_evaluate_weights_file_and_training_checkpoint(tmp_path: Path, sample_ca
     )
     results = evaluate(ev)
     assert [r.mode for r in results] == ["clip", "continual"]
-    assert all(0.0 <= r.top1 <= 100.0 for r in results) and results[1].steps_per_s > 0
+    assert all(0.0 <= r.metrics["top-1 (%)"] <= 100.0 for r in results)
+    assert results[1].steps_per_s > 0 and results[1].variant == "pool_size=2"
     out = capsys.readouterr().out
     assert "| continual" in out and "published top-1" in out
     assert Path(ev.results_file).read_text().count("| cox3d_s") == 2
@@ -364,8 +422,8 @@ def test_evaluate_weights_file_and_training_checkpoint(tmp_path: Path, sample_ca
         "evaluate", fast(tmp_path, sample_cache, "recipe=cox3d_s", f"weights={weights}")
     )
     again = evaluate(ev)
-    assert [r.top1 for r in again] == pytest.approx([r.top1 for r in results])
-    assert again[1].published_top1 is None  # not a published checkpoint
+    assert [r.metrics for r in again] == [r.metrics for r in results]
+    assert again[1].published is None  # not a published checkpoint
 
 
 def test_evaluate_cli_prints_the_table(tmp_path: Path, sample_cache):
@@ -428,8 +486,38 @@ def test_the_wheel_ships_the_recipes(tmp_path: Path):
     printed = run_cli(["-m", "cozoo.train", "recipe=cox3d_l", "--cfg", "job", "--resolve"],
                       cwd=elsewhere, PYTHONPATH=str(target))  # fmt: skip
     assert printed.returncode == 0, printed.stderr[-3000:]
-    assert "arch: cox3d_l" in printed.stdout
+    assert "name: cox3d_l" in printed.stdout
     assert not (elsewhere / "runs").exists()  # --cfg job prints; it runs nothing
+    # a recipe of the user's own, in ./recipes of the working directory
+    (elsewhere / "recipes" / "recipe").mkdir(parents=True)
+    shutil.copy(REPO / "recipes" / "recipe" / "my_experiment.yaml",
+                elsewhere / "recipes" / "recipe" / "my_experiment.yaml")  # fmt: skip
+    mine = run_cli(["-m", "cozoo.train", "recipe=my_experiment", "--cfg", "job", "--resolve"],
+                   cwd=elsewhere, PYTHONPATH=str(target))  # fmt: skip
+    assert mine.returncode == 0, mine.stderr[-3000:]
+    job = OmegaConf.create(mine.stdout)
+    assert job.name == "my_experiment" and job.model.name == "cox3d_s"
+    assert job.model.temporal_fill == "zeros" and job.trainer.max_epochs == 5
+    assert "not available" not in mine.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps over recipes
+# --------------------------------------------------------------------------------------------
+def test_a_sweep_over_recipes_writes_one_run_folder_per_job(tmp_path: Path, sample_cache):
+    args = ["-m", "cozoo.train", "-m", "recipe=cox3d_s,coslow8", "run_id=sweep"] + fast(
+        tmp_path,
+        sample_cache,
+        "trainer.limit_train_batches=1",
+        "callbacks.best=null",
+    )
+    result = run_cli(args, cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "multirun" / "sweep"
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["coslow8-1", "cox3d_s-0"]
+    for job, model in (("cox3d_s-0", "cox3d_s"), ("coslow8-1", "coslow")):
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        assert OmegaConf.load(sweep / job / "config.yaml").model.name == model
 
 
 # --------------------------------------------------------------------------------------------

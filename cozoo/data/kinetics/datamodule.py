@@ -120,14 +120,24 @@ class KineticsDataModule(RootOrSampleDataModule):
 
     @classmethod
     def from_protocol(cls, protocol: Any, **kwargs: Any) -> KineticsDataModule:
-        """A data module with the input protocol of a model: ``protocol`` is a mapping or an
-        object with ``frames``, ``sampling_rate``, ``short_side``, ``crop``, ``mean``, ``std``
-        (e.g. ``cozoo.data.transforms.PROTOCOLS["cox3d_m"]`` or a ``Weights`` entry's
-        ``transforms``); ``kwargs`` override or add arguments."""
+        """A data module with an input protocol: ``protocol`` is a mapping or an object with
+        ``frames``, ``sampling_rate``, ``short_side``, ``crop``, ``mean``, ``std`` (e.g. a
+        ``Weights`` entry's ``transforms``); ``kwargs`` override or add arguments."""
         keys = ("frames", "sampling_rate", "short_side", "crop", "mean", "std")
         get = protocol.get if isinstance(protocol, dict) else lambda k: getattr(protocol, k, None)
         args = {k: get(k) for k in keys if get(k) is not None}
         return cls(**{**args, **kwargs})
+
+    @classmethod
+    def from_model(cls, name: str, **kwargs: Any) -> KineticsDataModule:
+        """A data module with the published input protocol of the registered model ``name``
+        (its weights' meta, ``cozoo.models.get_model_info(name).input``)."""
+        from cozoo.models import get_model_info
+
+        protocol = get_model_info(name).input
+        if protocol is None or protocol.kind != "video":
+            raise ValueError(f"{name} has no video input protocol (its input: {protocol!r})")
+        return cls.from_protocol(protocol, **kwargs)
 
     # ---- hooks of RootOrSampleDataModule -------------------------------------------------------
     def ensure_sample(self) -> Path:
