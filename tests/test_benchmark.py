@@ -90,12 +90,12 @@ def test_speed_suite_row_has_every_column_and_saves_csv_json(tmp_path: Path, cap
 
 
 def test_subnormal_floats_are_flushed_during_a_run_only_unless_turned_off(capsys):
-    assert not benchmark._flushes_denormals()
+    assert not benchmark.flushes_denormals()
     benchmark.run(compose_benchmark(*TINY, "memory=false", "flush_denormal=false"))
     assert "subnormal floats kept" in capsys.readouterr().out
     benchmark.run(compose_benchmark(*TINY, "memory=false"))
     assert "subnormal floats flushed to zero" in capsys.readouterr().out
-    assert not benchmark._flushes_denormals()  # the process's setting is restored
+    assert not benchmark.flushes_denormals()  # the process's setting is restored
 
 
 def test_compile_columns_time_the_compiled_step_and_the_compiled_clip(monkeypatch, capsys):
