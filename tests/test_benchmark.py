@@ -1,6 +1,7 @@
 """``python -m cozoo.benchmark`` (Hydra app: speed / core / flops) and ``python -m cozoo.figures``.
 
-Fast: the speed suite runs on CoX3D-S at 4x32x32 with one repeat.
+Fast: the speed suite runs on CoX3D-S at 4x32x32 with one repeat, and on tiny stand-in models
+of the skeleton and detection families (registered for the test only).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import torch
 from hydra import compose, initialize_config_module
 from torch import nn
 
-from cozoo import benchmark, figures
+from cozoo import benchmark, co, figures
+from cozoo.models import (
+    FeatureInput,
+    SkeletonInput,
+    VideoInput,
+    _registry,
+    list_models,
+    register_model,
+)
 
 SPEED_COLUMNS = {
     # identity
@@ -90,12 +99,12 @@ def test_speed_suite_row_has_every_column_and_saves_csv_json(tmp_path: Path, cap
 
 
 def test_subnormal_floats_are_flushed_during_a_run_only_unless_turned_off(capsys):
-    assert not benchmark._flushes_denormals()
+    assert not benchmark.flushes_denormals()
     benchmark.run(compose_benchmark(*TINY, "memory=false", "flush_denormal=false"))
     assert "subnormal floats kept" in capsys.readouterr().out
     benchmark.run(compose_benchmark(*TINY, "memory=false"))
     assert "subnormal floats flushed to zero" in capsys.readouterr().out
-    assert not benchmark._flushes_denormals()  # the process's setting is restored
+    assert not benchmark.flushes_denormals()  # the process's setting is restored
 
 
 def test_compile_columns_time_the_compiled_step_and_the_compiled_clip(monkeypatch, capsys):
@@ -212,3 +221,107 @@ def test_compiled_past_warm_up_steps_through_the_warm_up_and_every_phase(monkeyp
     assert not fast.warming_up
     assert len(seen) == 5 + 2  # the warm-up, then one step per phase (each compiles)
     assert [f.item() for f in seen] == [0, 1, 2, 0, 1, 2, 0]  # the stream's frames, cycled
+
+
+# --------------------------------------------------------------------------------------------
+# Other families: input shapes from the registry
+# --------------------------------------------------------------------------------------------
+def tiny_skeleton(*, weights=None) -> co.Sequential:
+    """Clips ``(B, 3, T, 5, 1)`` (C, T, V, M), steps ``(B, 3, 5, 1)``; delay 4. Takes no
+    ``pool_size``: the benchmark must not pass one."""
+    return co.Sequential(co.Conv3d(3, 8, (3, 1, 1)), nn.ReLU(), co.Conv3d(8, 4, (3, 1, 1))).eval()
+
+
+def tiny_features(*, weights=None) -> co.Sequential:
+    """Clips ``(B, 16, T)`` (D, T), steps ``(B, 16)``; delay 2."""
+    return co.Sequential(co.Conv1d(16, 8, 3), nn.ReLU(), co.Conv1d(8, 4, 1)).eval()
+
+
+def no_input(*, weights=None) -> co.Sequential:
+    return tiny_features()
+
+
+FAMILIES = {
+    # name: (register_model kwargs, speed "input" at frames=6, flops "input", delay)
+    "tiny_skeleton": (
+        {"family": "skeleton", "input": SkeletonInput(frames=8, channels=3, joints=5, persons=1)},
+        "6x5x1",
+        "3x8x5x1",
+        4,
+    ),
+    "tiny_features": (
+        {"family": "detection", "task": "detection", "input": FeatureInput(dim=16, frames=8)},
+        "16x6",
+        "16x8",
+        2,
+    ),
+}
+
+
+BUILDERS = {"tiny_skeleton": tiny_skeleton, "tiny_features": tiny_features}
+
+
+@pytest.fixture
+def registered():
+    """Registers the stand-in models (and ``no_input``, without an input spec) for one test;
+    the registry is as before afterwards."""
+    before = list_models()
+    try:
+        for name, builder in BUILDERS.items():
+            register_model(**FAMILIES[name][0])(builder)
+        register_model(family="skeleton")(no_input)
+        yield
+    finally:
+        for name in (*BUILDERS, "no_input"):
+            _registry._MODELS.pop(name, None)
+    assert list_models() == before
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_speed_suite_runs_any_family_at_its_registered_input(registered, name, capsys):
+    _, label, _, delay = FAMILIES[name]
+    cfg = compose_benchmark(
+        f"models=[{name}]", "frames=6", "crop=32", "repeats=1", "video_frames=4",
+        "step_inner=2", "batch_sizes=[2]",
+    )  # fmt: skip
+    (row,) = benchmark.run(cfg)
+    assert set(row) == SPEED_COLUMNS
+    assert row["input"] == label and not row["published_input"]  # crop: video only
+    assert row["pool_size"] is None and row["target"] is None and row["meets_target"] is None
+    assert row["warmup_steps"] == delay and row["video_steps_per_s"] > 0
+    for key in ("clip_ms", "step_ms", "speedup", "clip_gmacs", "step_gmacs", "realised"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert row["state_mb_per_stream"] > 0 and row["step_memory_mb_per_stream"] > 0
+    assert row["batch1_step_ms"] > 0  # the batch-1 copy steps (1, *step) frames
+    published = [k for k in SPEED_COLUMNS if k.startswith("published_") and k != "published_input"]
+    assert all(row[k] is None for k in published)
+    assert name in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_flops_suite_counts_a_model_without_weights(registered, name, capsys):
+    _, _, shape, _ = FAMILIES[name]
+    (row,) = benchmark.run_flops(type("Args", (), {"pattern": name})())
+    assert row["input"] == shape
+    assert row["params"] == sum(p.numel() for p in BUILDERS[name]().parameters())
+    assert row["clip_gmacs"] > row["step_gmacs"] > 0 and row["reduction"] > 1
+    assert row["params_published"] is None and row["reduction_published"] is None
+    assert name in capsys.readouterr().out
+
+
+def test_a_model_without_an_input_spec(registered, capsys):
+    with pytest.raises(ValueError, match="'no_input' has no input spec"):
+        benchmark.run(compose_benchmark("models=[no_input]", "repeats=1", "video_frames=0"))
+    assert benchmark.run_flops(type("Args", (), {"pattern": "no_*"})()) == []
+    assert "no_input: no input spec" in capsys.readouterr().out
+
+
+def test_inputs_and_builder_kwargs_come_from_the_registry(registered):
+    video = benchmark.model_input("cox3d_s", frames=4, crop=32)
+    assert isinstance(video, VideoInput) and video.clip_shape == (3, 4, 32, 32)
+    assert benchmark.input_label(video) == "4x32x32"
+    skeleton = benchmark.model_input("tiny_skeleton", frames=6, crop=32)
+    assert skeleton.clip_shape == (3, 6, 5, 1) and skeleton.step_shape == (3, 5, 1)
+    assert benchmark.builder_kwargs("cox3d_s", 64) == {"pool_size": 64}
+    assert benchmark.builder_kwargs("cox3d_s", None) == {}
+    assert benchmark.builder_kwargs("tiny_skeleton", 64) == {}
