@@ -22,6 +22,7 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .convert import continual, register_built_in
 from .delay import Delay, TimeShift
 from .module import (
     CoModule,
@@ -56,8 +57,6 @@ __all__ = [
 # helpers
 # --------------------------------------------------------------------------------------------
 def _as_continual(module: Any) -> CoModule:
-    from .convert import continual
-
     return continual(module)
 
 
@@ -254,6 +253,9 @@ class Sequential(_Container, nn.Sequential):
             if x is None and tail is None and not pad_end:
                 break
         return x, tuple(states), tail
+
+
+register_built_in(nn.Sequential, Sequential.build_from)
 
 
 # --------------------------------------------------------------------------------------------
