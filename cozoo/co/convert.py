@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from . import conv, linear, pooling, rnn
 from .closure import Lambda
-from .module import CoModule, Stateless
+from .module import CoModule, Stateless, check_step_input
 
 __all__ = ["continual", "forward_stepping", "on_stepping_class", "register", "TEMPORALLY_LOCAL"]
 
@@ -176,7 +176,11 @@ def _batch_norm_frame(self, x: Tensor) -> Tensor:
 
     On the CPU it calls the kernel that ``torch.batch_norm`` ends in (same result) without the
     two dispatch layers that pick it; elsewhere ``torch.batch_norm`` picks cuDNN etc., and the
-    ONNX tracer only knows ``batch_norm``."""
+    ONNX tracer only knows ``batch_norm``. A step whose channels differ from ``num_features`` is
+    refused (the kernel would read past the statistics)."""
+    if x.dim() != self._co_frame_dims or x.shape[1] != self.num_features:
+        if self._co_time_dim == 2:
+            check_step_input(self, x, self._co_frame_dims, self.num_features)
     if (
         self.training
         or self.running_mean is None

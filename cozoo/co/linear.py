@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .module import Stateless
+from .module import Stateless, check_step_input
 
 __all__ = ["Linear"]
 
@@ -64,6 +64,14 @@ class Linear(Stateless, nn.Linear):
         return F.linear(input.movedim(dim, -1), self.weight, self.bias).movedim(-1, dim)
 
     def _frame(self, x: Tensor) -> Tensor:
+        try:
+            fits = x.shape[self.channel_dim] == self.in_features
+        except IndexError:  # fewer dims than channel_dim needs
+            fits = False
+        if not fits:
+            dim = self.channel_dim
+            dims = max(x.dim(), 2, dim + 1 if dim >= 0 else -dim)
+            check_step_input(self, x, dims, self.in_features, channel_dim=self.channel_dim)
         return self.forward(x)
 
     def extra_repr(self) -> str:

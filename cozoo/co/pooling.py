@@ -91,11 +91,7 @@ class _ContinualPool(SlidingWindow):
         return self._spatial_clip(x)
 
     def _prepare_frame(self, x: Tensor) -> Tensor:
-        if x.dim() != self._dims + 1:
-            raise ValueError(
-                f"{type(self).__name__}: expected a step with {self._dims + 1} dims "
-                f"(B, C{', ...' if self._dims > 1 else ''}), got {tuple(x.shape)}"
-            )
+        # The rank of a step is checked when the stream's state is created (SlidingWindow).
         if self._dims == 1:
             return x
         # The same kernel as the clip path, on a one-frame clip: steps and chunks agree exactly.
