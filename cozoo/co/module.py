@@ -236,13 +236,18 @@ def _tick_tensors(counter: Tensor, valid: Union[bool, Tensor], warmup: int, stri
 
     ``counter`` is a (B,) int64 tensor; ``valid`` a (B,) bool tensor or a Python bool.
     """
-    out = (counter >= warmup) & ((counter - warmup) % stride == 0)
+    # Every op here is repeated per windowed module of an exported graph: none that is known
+    # to do nothing (the phase of stride 1, a tensor already on the device) is traced.
+    out = counter >= warmup
+    if stride != 1:
+        out = out & ((counter - warmup) % stride == 0)
     nxt = counter + 1
     nxt = torch.where(nxt >= max(warmup, 1) + stride, nxt - stride, nxt)
     fresh = counter == 0
     if valid is True:
         return out, nxt, fresh
-    valid = torch.as_tensor(valid, device=counter.device)
+    if not isinstance(valid, Tensor):
+        valid = torch.as_tensor(valid, device=counter.device)
     return out & valid, torch.where(valid, nxt, counter), fresh & valid
 
 
