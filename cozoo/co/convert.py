@@ -178,15 +178,15 @@ def _batch_norm_frame(self, x: Tensor) -> Tensor:
     two dispatch layers that pick it; elsewhere ``torch.batch_norm`` picks cuDNN etc., and the
     ONNX tracer only knows ``batch_norm``. A step whose channels differ from ``num_features`` is
     refused (the kernel would read past the statistics)."""
-    if x.dim() != self._co_frame_dims or x.shape[1] != self.num_features:
-        if self._co_time_dim == 2:
-            check_step_input(self, x, self._co_frame_dims, self.num_features)
     if (
         self.training
         or self.running_mean is None
         or self._co_time_dim != 2
         or x.dim() != self._co_frame_dims
+        or x.shape[1] != self.num_features
     ):
+        if self._co_time_dim == 2:
+            check_step_input(self, x, self._co_frame_dims, self.num_features)
         return _ForwardStepping._frame(self, x)
     if x.device.type == "cpu" and not torch.jit.is_tracing():
         return torch.native_batch_norm(

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .module import Stateless, check_step_input
+from .module import Stateless, step_input_error
 
 __all__ = ["Linear"]
 
@@ -65,14 +65,16 @@ class Linear(Stateless, nn.Linear):
 
     def _frame(self, x: Tensor) -> Tensor:
         try:
-            fits = x.shape[self.channel_dim] == self.in_features
-        except IndexError:  # fewer dims than channel_dim needs
-            fits = False
-        if not fits:
+            return self.forward(x)
+        except (RuntimeError, IndexError) as failure:
+            # torch refuses every step whose features do not fit (checking first would cost a
+            # shape read per step): name the module and what it expected instead.
             dim = self.channel_dim
             dims = max(x.dim(), 2, dim + 1 if dim >= 0 else -dim)
-            check_step_input(self, x, dims, self.in_features, channel_dim=self.channel_dim)
-        return self.forward(x)
+            error = step_input_error(self, x, dims, self.in_features, channel_dim=dim)
+            if error is None:
+                raise
+            raise error from failure
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, channel_dim={self.channel_dim}"

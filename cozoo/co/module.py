@@ -764,9 +764,23 @@ def check_step_input(
     Modules call it when a stream's state is created, so a step that cannot fit fails at the
     stream's first step, not when the module's window first fills.
     """
+    error = step_input_error(module, x, dims, channels, clip, channel_dim)
+    if error is not None:
+        raise error
+
+
+def step_input_error(
+    module: nn.Module,
+    x: Any,
+    dims: int,
+    channels: Optional[int] = None,
+    clip: bool = False,
+    channel_dim: int = 1,
+) -> Optional[StepShapeError]:
+    """The ``StepShapeError`` that ``check_step_input`` raises, or None if ``x`` fits."""
     if isinstance(x, Tensor) and x.dim() == dims:
         if channels is None or (-dims <= channel_dim < dims and x.shape[channel_dim] == channels):
-            return
+            return None
     what = "chunk" if clip else "step"
     at_dim_one = channel_dim % max(dims, 1) == 1  # the (B, C, ...) layout: name the dims
     layout = step_layout(dims - 1 if clip else dims, channels, clip) + " " if at_dim_one else ""
@@ -784,7 +798,7 @@ def check_step_input(
         hint = "; a clip (B, C, T, ...) goes to forward or forward_steps"
     elif clip and isinstance(x, Tensor) and x.dim() == dims - 1:
         hint = "; a single step goes to forward_step"
-    raise StepShapeError(f"{module_label(module)}: expected {expected}, got {got}{hint}")
+    return StepShapeError(f"{module_label(module)}: expected {expected}, got {got}{hint}")
 
 
 class Stateless(CoModule):
