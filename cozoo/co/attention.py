@@ -57,15 +57,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import StepShapeError, check_step_shape
 from .module import (
     CallMode,
     CoModule,
     State,
-    StepShapeError,
     Valid,
     active_call_mode,
     advance_counter,
-    check_step_shape,
     finalize_step_output,
     first_output_offset,
     in_tensor_mode,

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from . import conv, linear, pooling, rnn
+from .checks import check_step_input
 from .closure import Lambda
-from .module import CoModule, Stateless, check_step_input
+from .module import CoModule, Stateless
 
 __all__ = ["continual", "forward_stepping", "on_stepping_class", "register", "TEMPORALLY_LOCAL"]
 

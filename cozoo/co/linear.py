@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .module import Stateless, step_input_error
+from .checks import step_input_error
+from .module import Stateless
 
 __all__ = ["Linear"]
 

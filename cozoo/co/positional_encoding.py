@@ -28,15 +28,8 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .module import (
-    CoModule,
-    StepShapeError,
-    Valid,
-    check_step_input,
-    collapse,
-    in_tensor_mode,
-    reset_counter,
-)
+from .checks import StepShapeError, check_step_input
+from .module import CoModule, Valid, collapse, in_tensor_mode, reset_counter
 
 __all__ = ["CyclicPositionalEncoding", "PositionState", "RecyclingPositionalEncoding"]
 

@@ -30,7 +30,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .module import CoModule, StepShapeError, Valid, check_step_shape, valid_mask
+from .checks import StepShapeError, check_step_shape
+from .module import CoModule, Valid, valid_mask
 
 __all__ = ["GRU", "LSTM", "RNN"]
 

@@ -47,17 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention
+from .checks import StepShapeError
 from .container import Sequential
-from .module import (
-    CallMode,
-    CoModule,
-    State,
-    StepShapeError,
-    Valid,
-    call_mode,
-    in_tensor_mode,
-    select_rows,
-)
+from .module import CallMode, CoModule, State, Valid, call_mode, in_tensor_mode, select_rows
 
 __all__ = [
     "MhaType",

@@ -21,12 +21,11 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .checks import check_step_input, check_step_shape
 from .module import (
     CoModule,
     Valid,
     advance_counter,
-    check_step_input,
-    check_step_shape,
     first_output_offset,
     in_tensor_mode,
     reset_counter,
