@@ -14,7 +14,6 @@ from .container import (
     Parallel,
     ParallelDispatch,
     Reduce,
-    Residual,
     Sequential,
 )
 from .conv import Conv1d, Conv2d, Conv3d
@@ -37,6 +36,7 @@ from .pooling import (
     SpatialMean,
 )
 from .positional_encoding import RecyclingPositionalEncoding
+from .residual import Residual
 from .rnn import GRU, LSTM, RNN
 from .shape import Reshape
 from .state_dicts import PaddingMode, flat_state_dict, load_state_dict, state_dict

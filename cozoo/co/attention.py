@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import StepShapeError, check_step_shape
 from .module import (
     CallMode,
     CoModule,
@@ -64,7 +65,6 @@ from .module import (
     Valid,
     active_call_mode,
     advance_counter,
-    check_step_shape,
     finalize_step_output,
     first_output_offset,
     in_tensor_mode,
@@ -315,18 +315,23 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         query, key, value = self._unpack(x)
         name = type(self).__name__
         if query.dim() != 2:
-            raise ValueError(
-                f"{name}: a step is one token per stream, a query of shape (N, E); got "
-                f"{tuple(query.shape)} (clips go to forward or forward_steps)"
+            raise StepShapeError(
+                f"{name}: a step is one token per stream, a query of shape (N, "
+                f"E={self.embed_dim}); got {tuple(query.shape)} (clips go to forward or "
+                "forward_steps)"
             )
         if (
             key.dim() != 2
             or value.dim() != 2
             or not key.shape[0] == value.shape[0] == query.shape[0]
+            or query.shape[1] != self.embed_dim
+            or key.shape[1] != self.kdim
+            or value.shape[1] != self.vdim
         ):
-            raise ValueError(
-                f"{name}: query, key and value steps must be (N, E), (N, kdim), (N, vdim) with "
-                f"one N, got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+            raise StepShapeError(
+                f"{name}: query, key and value steps must be (N, E={self.embed_dim}), "
+                f"(N, kdim={self.kdim}), (N, vdim={self.vdim}) with one N, got "
+                f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
             )
         if state is not None and not in_tensor_mode() and tuple(query.shape) != state.shape:
             check_step_shape(self, query, state.shape)

@@ -1,5 +1,5 @@
 """Composition: ``Sequential``, ``Broadcast``, ``Parallel``, ``ParallelDispatch``, ``Reduce``,
-``BroadcastReduce``, ``Residual``, ``Conditional``.
+``BroadcastReduce``, ``Conditional`` (``Residual``, built of them, is in ``residual``).
 
 Containers step their children through the children's pure functions, so a container's state
 is the tuple of its children's states: ``get_state()`` snapshots the whole network and
@@ -22,7 +22,8 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .delay import Delay, TimeShift
+from .convert import continual, register_built_in
+from .delay import Delay
 from .module import (
     CoModule,
     State,
@@ -43,7 +44,6 @@ __all__ = [
     "Parallel",
     "ParallelDispatch",
     "Reduce",
-    "Residual",
     "Sequential",
     "reduce_concat",
     "reduce_max",
@@ -56,8 +56,6 @@ __all__ = [
 # helpers
 # --------------------------------------------------------------------------------------------
 def _as_continual(module: Any) -> CoModule:
-    from .convert import continual
-
     return continual(module)
 
 
@@ -254,6 +252,9 @@ class Sequential(_Container, nn.Sequential):
             if x is None and tail is None and not pad_end:
                 break
         return x, tuple(states), tail
+
+
+register_built_in(nn.Sequential, Sequential.build_from)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,7 +523,7 @@ class Reduce(CoModule):
 
 
 # --------------------------------------------------------------------------------------------
-# BroadcastReduce and Residual
+# BroadcastReduce
 # --------------------------------------------------------------------------------------------
 class BroadcastReduce(Parallel):
     """``Sequential(Broadcast, Parallel(*modules), Reduce(reduce))`` as one module whose children
@@ -585,55 +586,6 @@ class BroadcastReduce(Parallel):
 
     def extra_repr(self) -> str:
         return f"reduce={getattr(self.reduce, '__name__', repr(self.reduce))}"
-
-
-_RESIDUAL_SHRINKS = (False, True, "centered", "lagging", "leading")
-
-
-def Residual(  # noqa: N802 - a factory named like the module it builds, as in continual-inference
-    module: nn.Module,
-    temporal_fill: Optional[str] = None,
-    reduce: Union[str, Callable] = "sum",
-    residual_shrink: Union[bool, str] = False,
-) -> BroadcastReduce:
-    """``reduce(x, module(x))`` with the residual ``x`` aligned in time to ``module``'s output.
-
-    ``residual_shrink`` picks which input frame of each output's window is the residual when
-    ``module`` shortens the clip (no padding): ``False`` needs a length-preserving module;
-    ``True``/``"centered"``: the centre frame (the earlier of the two for an even window);
-    ``"lagging"``: the oldest; ``"leading"``: the newest. ``forward`` crops ``x`` accordingly.
-    """
-    if residual_shrink not in _RESIDUAL_SHRINKS:
-        raise ValueError(f"Residual: residual_shrink must be one of {_RESIDUAL_SHRINKS}")
-    module = _as_continual(module)
-    if _t_stride(module) != 1:
-        raise ValueError(
-            f"Residual: the wrapped module has temporal stride {_t_stride(module)}; a residual "
-            "needs temporal stride 1"
-        )
-    delay, pad = module.delay, _t_padding(module)
-    spare = delay - pad  # input frames a forward output window has beyond the output length
-    probe = _probe_length([module])
-    broadcasting = module._forward_length(probe) == 1 and reduce != "concat"
-    if residual_shrink is False:
-        if spare != 0 and not broadcasting:
-            raise ValueError(
-                f"Residual: the wrapped module shortens the clip by {spare} frames (delay "
-                f"{delay}, temporal padding {pad}), so x + module(x) is undefined; "
-                "pass residual_shrink=True, 'lagging' or 'leading'"
-            )
-        offset = 0
-    elif residual_shrink in (True, "centered"):
-        offset = spare // 2
-    elif residual_shrink == "lagging":
-        offset = 0
-    else:
-        offset = spare
-    if broadcasting and residual_shrink is False:
-        branch = Delay(delay)  # module(x) is one frame broadcast over time (e.g. global pooling)
-    else:
-        branch = TimeShift(lag=delay - offset, lead=offset, end_pad=pad)
-    return BroadcastReduce(branch, module, reduce=reduce, auto_delay=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -156,6 +156,9 @@ class _ContinualConv(SlidingWindow):
         return self._conv_forward(input, self.weight, self.bias)
 
     # ---- step machinery -----------------------------------------------------------------------
+    def _input_channels(self) -> int:
+        return self.in_channels
+
     def _steps(self, x: Optional[Tensor], state, pad_end: bool = False):
         if x is not None:
             self._check_clip(x, self._dims + 2)  # before SlidingWindow indexes time (dim 2)

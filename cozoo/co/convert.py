@@ -4,23 +4,30 @@
 weights and ``state_dict`` keys, and never mutates its argument. Temporally local modules
 (activations, normalisations in eval mode, dropout) are wrapped by ``forward_stepping``, which
 keeps the torch class (``isinstance(m, nn.ReLU)`` still holds) and adds the step modes.
+
+This module imports the layer modules it converts to; the containers, which convert their
+children, import it and register ``nn.Sequential``'s conversion themselves, and the FLOPs
+counter subscribes to new ``forward_stepping`` classes (``on_stepping_class``), so no module
+that this one imports imports it back.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import types
 import warnings
 import weakref
-from typing import Callable, Dict, Optional, Type
+from typing import Callable, Dict, List, Optional, Type
 
 import torch
 from torch import Tensor, nn
 
+from . import conv, linear, pooling, rnn
+from .checks import check_step_input
+from .closure import Lambda
 from .module import CoModule, Stateless
 
-__all__ = ["continual", "forward_stepping", "register", "TEMPORALLY_LOCAL"]
+__all__ = ["continual", "forward_stepping", "on_stepping_class", "register", "TEMPORALLY_LOCAL"]
 
 #: torch.nn classes whose output frame t depends on input frame t only (with running
 #: statistics for the norms, i.e. in eval mode for BatchNorm).
@@ -36,18 +43,21 @@ TEMPORALLY_LOCAL = (
 
 _INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
-_CONVERSIONS: Dict[Type[nn.Module], Callable[[nn.Module], CoModule]] = {}
+Conversion = Callable[[nn.Module], CoModule]
 
-# torch class -> (cozoo.co submodule, continual class); imported on first use.
-_BUILT_IN = {
-    **{getattr(nn, f"Conv{d}d"): ("conv", f"Conv{d}d") for d in (1, 2, 3)},
-    **{getattr(nn, f"AvgPool{d}d"): ("pooling", f"AvgPool{d}d") for d in (1, 2, 3)},
-    **{getattr(nn, f"MaxPool{d}d"): ("pooling", f"MaxPool{d}d") for d in (1, 2, 3)},
-    nn.Linear: ("linear", "Linear"),
-    nn.RNN: ("rnn", "RNN"),
-    nn.LSTM: ("rnn", "LSTM"),
-    nn.GRU: ("rnn", "GRU"),
-    nn.Sequential: ("container", "Sequential"),
+#: Conversions registered by users (``register``); they take precedence over the built-in ones.
+_CONVERSIONS: Dict[Type[nn.Module], Conversion] = {}
+
+#: torch class -> ``build_from`` of its continual class. ``nn.Sequential`` is added by
+#: ``cozoo.co.container`` (``register_built_in``), which imports this module.
+_BUILT_IN: Dict[Type[nn.Module], Conversion] = {
+    **{getattr(nn, f"Conv{d}d"): getattr(conv, f"Conv{d}d").build_from for d in (1, 2, 3)},
+    **{getattr(nn, f"AvgPool{d}d"): getattr(pooling, f"AvgPool{d}d").build_from for d in (1, 2, 3)},
+    **{getattr(nn, f"MaxPool{d}d"): getattr(pooling, f"MaxPool{d}d").build_from for d in (1, 2, 3)},
+    nn.Linear: linear.Linear.build_from,
+    nn.RNN: rnn.RNN.build_from,
+    nn.LSTM: rnn.LSTM.build_from,
+    nn.GRU: rnn.GRU.build_from,
 }
 
 _NEEDS_ARGUMENTS = {
@@ -68,14 +78,15 @@ def register(torch_class: Type[nn.Module], convert: Callable[[nn.Module], CoModu
     _CONVERSIONS[torch_class] = build
 
 
-def _conversion(kind: Type[nn.Module]) -> Optional[Callable[[nn.Module], CoModule]]:
+def register_built_in(torch_class: Type[nn.Module], build: Conversion) -> None:
+    """A built-in conversion defined by a module that imports this one (the containers)."""
+    _BUILT_IN[torch_class] = build
+
+
+def _conversion(kind: Type[nn.Module]) -> Optional[Conversion]:
     if kind in _CONVERSIONS:
         return _CONVERSIONS[kind]
-    if kind in _BUILT_IN:
-        submodule, name = _BUILT_IN[kind]
-        module = importlib.import_module(f"{__package__}.{submodule}")
-        return getattr(module, name).build_from
-    return None
+    return _BUILT_IN.get(kind)
 
 
 def _check_not_over_time(module: nn.Module) -> None:
@@ -126,8 +137,6 @@ def continual(module: nn.Module) -> CoModule:
     if isinstance(module, types.FunctionType) or (
         callable(module) and not isinstance(module, nn.Module)
     ):
-        from .closure import Lambda
-
         return Lambda(module)
     raise TypeError(
         f"continual: no continual conversion is registered for {kind.__name__}. Register one "
@@ -168,13 +177,17 @@ def _batch_norm_frame(self, x: Tensor) -> Tensor:
 
     On the CPU it calls the kernel that ``torch.batch_norm`` ends in (same result) without the
     two dispatch layers that pick it; elsewhere ``torch.batch_norm`` picks cuDNN etc., and the
-    ONNX tracer only knows ``batch_norm``."""
+    ONNX tracer only knows ``batch_norm``. A step whose channels differ from ``num_features`` is
+    refused (the kernel would read past the statistics)."""
     if (
         self.training
         or self.running_mean is None
         or self._co_time_dim != 2
         or x.dim() != self._co_frame_dims
+        or x.shape[1] != self.num_features
     ):
+        if self._co_time_dim == 2:
+            check_step_input(self, x, self._co_frame_dims, self.num_features)
         return _ForwardStepping._frame(self, x)
     if x.device.type == "cpu" and not torch.jit.is_tracing():
         return torch.native_batch_norm(
@@ -241,6 +254,15 @@ def _warn_batch_statistics(module: nn.Module) -> None:
 
 
 _STEPPING_CLASSES: Dict[Type[nn.Module], type] = {}
+_stepping_listeners: List[Callable[[type, Type[nn.Module]], None]] = []
+
+
+def on_stepping_class(listener: Callable[[type, Type[nn.Module]], None]) -> None:
+    """Call ``listener(stepping_class, torch_class)`` for every ``forward_stepping`` class: at
+    once for those that exist, then for each new one (``cozoo.co.flops`` counts them so)."""
+    _stepping_listeners.append(listener)
+    for kind, stepping in list(_STEPPING_CLASSES.items()):
+        listener(stepping, kind)
 
 
 def _stepping_class(kind: Type[nn.Module]) -> type:
@@ -253,10 +275,8 @@ def _stepping_class(kind: Type[nn.Module]) -> type:
         cls = type(kind.__name__, (_ForwardStepping, kind), namespace)
         cls.__qualname__ = kind.__qualname__
         _STEPPING_CLASSES[kind] = cls
-        from . import flops
-
-        if flops._registered:
-            flops.register_stepping_class(cls, kind)
+        for listener in _stepping_listeners:
+            listener(cls, kind)
     return cls
 
 

@@ -23,11 +23,11 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .checks import check_step_shape
 from .module import (
     CoModule,
     Valid,
     advance_counter,
-    check_step_shape,
     first_output_offset,
     in_tensor_mode,
     reset_counter,

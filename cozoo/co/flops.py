@@ -23,6 +23,7 @@ from typing import Callable, Dict, Sequence
 import torch
 from torch import Tensor, nn
 
+from .convert import on_stepping_class
 from .module import CoModule, call_mode
 
 __all__ = ["Complexity", "complexity", "register_ptflops"]
@@ -102,10 +103,7 @@ def register_ptflops() -> bool:
     except ImportError:
         return False
     pytorch_ops.MODULES_MAPPING.update(_hooks())
-    from . import convert
-
-    for kind, stepping in convert._STEPPING_CLASSES.items():
-        register_stepping_class(stepping, kind)
+    on_stepping_class(register_stepping_class)  # the existing classes now, new ones when made
     _registered = True
     return True
 

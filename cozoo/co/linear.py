@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import step_input_error
 from .module import Stateless
 
 __all__ = ["Linear"]
@@ -64,7 +65,17 @@ class Linear(Stateless, nn.Linear):
         return F.linear(input.movedim(dim, -1), self.weight, self.bias).movedim(-1, dim)
 
     def _frame(self, x: Tensor) -> Tensor:
-        return self.forward(x)
+        try:
+            return self.forward(x)
+        except (RuntimeError, IndexError) as failure:
+            # torch refuses every step whose features do not fit (checking first would cost a
+            # shape read per step): name the module and what it expected instead.
+            dim = self.channel_dim
+            dims = max(x.dim(), 2, dim + 1 if dim >= 0 else -dim)
+            error = step_input_error(self, x, dims, self.in_features, channel_dim=dim)
+            if error is None:
+                raise
+            raise error from failure
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, channel_dim={self.channel_dim}"

@@ -27,6 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _torch_module
 
+from .checks import StepShapeError
+
 __all__ = [
     "CallMode",
     "CoModule",
@@ -38,10 +40,6 @@ __all__ = [
 
 Valid = Union[bool, Tuple[bool, ...]]
 State = Any
-
-
-class StepShapeError(RuntimeError):
-    """A step does not fit the shape the module's state was built for."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,13 +230,18 @@ def _tick_tensors(counter: Tensor, valid: Union[bool, Tensor], warmup: int, stri
 
     ``counter`` is a (B,) int64 tensor; ``valid`` a (B,) bool tensor or a Python bool.
     """
-    out = (counter >= warmup) & ((counter - warmup) % stride == 0)
+    # Every op here is repeated per windowed module of an exported graph: none that is known
+    # to do nothing (the phase of stride 1, a tensor already on the device) is traced.
+    out = counter >= warmup
+    if stride != 1:
+        out = out & ((counter - warmup) % stride == 0)
     nxt = counter + 1
     nxt = torch.where(nxt >= max(warmup, 1) + stride, nxt - stride, nxt)
     fresh = counter == 0
     if valid is True:
         return out, nxt, fresh
-    valid = torch.as_tensor(valid, device=counter.device)
+    if not isinstance(valid, Tensor):
+        valid = torch.as_tensor(valid, device=counter.device)
     return out & valid, torch.where(valid, nxt, counter), fresh & valid
 
 
@@ -713,16 +716,6 @@ def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     if isinstance(obj, list):
         return [_map_tensors(o, fn) for o in obj]
     return obj
-
-
-def check_step_shape(module: nn.Module, x: Tensor, expected: Tuple[int, ...]) -> None:
-    """Raise a clear error when a step does not fit the shape its state was built for."""
-    if tuple(x.shape) != tuple(expected):
-        raise StepShapeError(
-            f"{type(module).__name__}: got a step of shape {tuple(x.shape)}, but the state of "
-            f"this stream was built for steps of shape {tuple(expected)} (B, C, *S). A changed "
-            "batch size, channel count or spatial size needs a clean_state() first."
-        )
 
 
 class Stateless(CoModule):

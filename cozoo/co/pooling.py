@@ -82,8 +82,12 @@ class _ContinualPool(SlidingWindow):
     padding = None
 
     # ---- spatial (per-frame) pooling ------------------------------------------------------------
-    def _spatial_clip(self, x: Tensor) -> Tensor:
-        """Spatial pooling of every frame of a clip: ``(B, C, T, *S)`` -> ``(B, C, T, *S')``."""
+    def _spatial_clip(self, x: Tensor, frames: Optional[int] = None) -> Tensor:
+        """Spatial pooling of every frame of a clip: ``(B, C, T, *S)`` -> ``(B, C, T, *S')``.
+
+        ``frames`` is ``T`` where the caller knows it as a constant (1 for a step), so that a
+        traced step sees no size read from a tensor (the ONNX exporter needs constant sizes).
+        """
         return x
 
     def _prepare_clip(self, x: Tensor) -> Tensor:
@@ -91,15 +95,11 @@ class _ContinualPool(SlidingWindow):
         return self._spatial_clip(x)
 
     def _prepare_frame(self, x: Tensor) -> Tensor:
-        if x.dim() != self._dims + 1:
-            raise ValueError(
-                f"{type(self).__name__}: expected a step with {self._dims + 1} dims "
-                f"(B, C{', ...' if self._dims > 1 else ''}), got {tuple(x.shape)}"
-            )
+        # The rank of a step is checked when the stream's state is created (SlidingWindow).
         if self._dims == 1:
             return x
         # The same kernel as the clip path, on a one-frame clip: steps and chunks agree exactly.
-        y = self._spatial_clip(x.unsqueeze(2)).squeeze(2)
+        y = self._spatial_clip(x.unsqueeze(2), frames=1).squeeze(2)
         if y is not x and _is_channels_last(x):
             y = y.contiguous(memory_format=torch.channels_last)  # keep the caller's layout
         return y
@@ -276,7 +276,7 @@ class _Pool(_ContinualPool):
             frames = F.pad(frames, [0, 0] * (self._dims - 1) + [p, p])
         return self._clip_output(frames)
 
-    def _spatial_clip(self, x: Tensor) -> Tensor:
+    def _spatial_clip(self, x: Tensor, frames: Optional[int] = None) -> Tensor:
         if self._dims == 1:
             return x
         ks, ss, ps = self.kernel_size[1:], self.stride[1:], self.padding[1:]
@@ -554,9 +554,10 @@ class _AdaptivePool(_ContinualPool):
         pool = _ADAPTIVE_MAX if self._is_max else _ADAPTIVE_AVG
         return pool[self._dims](input, self.output_size)
 
-    def _spatial_clip(self, x: Tensor) -> Tensor:
+    def _spatial_clip(self, x: Tensor, frames: Optional[int] = None) -> Tensor:
         pool = _ADAPTIVE_MAX if self._is_max else _ADAPTIVE_AVG
-        return pool[self._dims](x, (x.shape[2],) + self._spatial_size)
+        t = x.shape[2] if frames is None else frames
+        return pool[self._dims](x, (t,) + self._spatial_size)
 
     def _steps(self, x: Optional[Tensor], state: Optional[WindowState], pad_end: bool = False):
         self._require_kernel()

@@ -28,7 +28,8 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .module import CoModule, StepShapeError, Valid, collapse, in_tensor_mode, reset_counter
+from .checks import StepShapeError, check_step_input
+from .module import CoModule, Valid, collapse, in_tensor_mode, reset_counter
 
 __all__ = ["CyclicPositionalEncoding", "PositionState", "RecyclingPositionalEncoding"]
 
@@ -229,6 +230,8 @@ class RecyclingPositionalEncoding(CoModule):
     def _step(self, x: Tensor, state: Optional[PositionState], valid: Valid = True):
         if valid is False:
             return None, False, state
+        if not in_tensor_mode() and (x.dim() != 2 or x.shape[1] != self.embed_dim):
+            check_step_input(self, x, 2, self.embed_dim)
         position = self._position(state)
         self._check_batch(position, x)
         if isinstance(position, Tensor):  # per-stream positions, as export traces them

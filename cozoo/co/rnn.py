@@ -30,7 +30,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .module import CoModule, Valid, check_step_shape, valid_mask
+from .checks import StepShapeError, check_step_shape
+from .module import CoModule, Valid, valid_mask
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -110,7 +111,8 @@ class _ContinualRecurrent(CoModule):
         dims, layout = (3, "a clip (B, C, T)") if clip else (2, "a step (B, C)")
         if not isinstance(x, Tensor) or x.dim() != dims or x.shape[1] != self.input_size:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
+            error = ValueError if clip else StepShapeError  # (a ValueError too)
+            raise error(
                 f"{type(self).__name__}: expected {layout} with C = input_size = "
                 f"{self.input_size}, got {got}"
             )

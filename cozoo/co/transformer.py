@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention
+from .checks import StepShapeError
 from .container import Sequential
 from .module import CallMode, CoModule, State, Valid, call_mode, in_tensor_mode, select_rows
 
@@ -200,7 +201,7 @@ class _EncoderLayer(CoModule):
                     "RegularTransformerEncoderLayer or to a SingleOutputTransformerEncoderLayer "
                     "built with window_input=True (TransformerEncoder does this)."
                 )
-            raise ValueError(
+            raise StepShapeError(
                 f"{type(self).__name__}: a step is one token per stream (N, E={self.d_model}), "
                 f"got {got}.{hint}"
             )
@@ -209,7 +210,7 @@ class _EncoderLayer(CoModule):
         if not isinstance(x, Tensor) or x.dim() != dims or x.shape[1] != self.d_model:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             layout = "(N, E, L)" if dims == 3 else "(N, E, T, L)"
-            raise ValueError(
+            raise StepShapeError(
                 f"{type(self).__name__}: in the step modes this layer takes whole windows "
                 f"{layout} with E={self.d_model} (the output of a retroactive layer), got {got}"
             )

@@ -21,11 +21,11 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .checks import check_step_input, check_step_shape
 from .module import (
     CoModule,
     Valid,
     advance_counter,
-    check_step_shape,
     first_output_offset,
     in_tensor_mode,
     reset_counter,
@@ -49,8 +49,11 @@ class SlidingWindow(CoModule):
     """Base of modules that compute each output from a temporal window of frames.
 
     Subclasses call ``_init_window`` and implement ``_prepare_frame``, ``_prepare_clip``,
-    ``_window_output`` and ``_clip_output``.
+    ``_window_output`` and ``_clip_output``; those with ``_dims`` set (time and space dims of a
+    clip) have the rank, and ``_input_channels``, of a stream's first step or chunk checked.
     """
+
+    _dims: Optional[int] = None
 
     def _init_window(
         self, kernel: int, stride: int, padding: int, dilation: int, temporal_fill: str
@@ -94,6 +97,17 @@ class SlidingWindow(CoModule):
         return max((t + 2 * self._t_padding - self._t_window) // self._t_stride + 1, 0)
 
     # ---- subclass hooks -------------------------------------------------------------------------
+    def _input_channels(self) -> Optional[int]:
+        """The channel count (dim 1) every step must have; None: any."""
+        return None
+
+    def _check_first_input(self, x: Tensor, clip: bool) -> None:
+        """Rank and channels of a stream's first step ``(B, C, *S)`` (or chunk ``(B, C, T,
+        *S)``), checked once, when its state is created: later steps must have the shape the
+        state was built for, which the step compares anyway."""
+        if self._dims is not None:
+            check_step_input(self, x, self._dims + (2 if clip else 1), self._input_channels(), clip)
+
     def _prepare_frame(self, x: Tensor) -> Tensor:
         """Per-frame work done once when the frame arrives: ``(B, C, *S)`` -> ``(B, C, *S')``."""
         return x
@@ -145,6 +159,7 @@ class SlidingWindow(CoModule):
         ):
             return self._steady_step(x, state)
         if state is None:
+            self._check_first_input(x, clip=False)
             state = self._new_state(x.shape)
         elif not in_tensor_mode() and x.shape != state.shape:
             check_step_shape(self, x, state.shape)
@@ -211,6 +226,7 @@ class SlidingWindow(CoModule):
         if x is not None and x.shape[2] > 0:
             step_shape = x.shape[:2] + x.shape[3:]
             if state is None:
+                self._check_first_input(x, clip=True)
                 state = self._new_state(step_shape)
             elif step_shape != state.shape:
                 check_step_shape(self, x[:, :, 0], state.shape)

@@ -570,8 +570,8 @@ def test_fast_batch_norm_falls_back_outside_eval_with_running_stats():
         got = bn.forward_step(frame)
     assert_close(got, nn.functional.batch_norm(frame, None, None, bn.weight, bn.bias, True))
     bn.eval()
-    with pytest.raises(ValueError, match="expected 5D input"):
-        bn.forward_step(torch.randn(3, 4, 5))  # the frame of a 4-D clip: torch's own error
+    with pytest.raises(co.StepShapeError, match=r"BatchNorm3d\(4.*of 4 dims.*got 3 dims"):
+        bn.forward_step(torch.randn(3, 4, 5))  # the frame of a 4-D clip
     stats_free = co.continual(nn.BatchNorm2d(4, track_running_stats=False).eval())
     frame2 = torch.randn(3, 4, 6)
     assert_close(stats_free.forward_step(frame2), stats_free.forward(frame2.unsqueeze(2))[:, :, 0])

@@ -1,7 +1,8 @@
 """The pure step exported: ONNX (run in onnxruntime), torch.export and torch.compile.
 
-Every test runs the exported step over 3 x receptive_field steps and compares each step with
-``forward_step``: outputs where the module produced one, and the ``valid`` flags everywhere.
+Every test runs the exported step over 3 x receptive_field steps (a zoo model: 4 steps past its
+warm-up) and compares each step with ``forward_step``: outputs where the module produced one,
+and the ``valid`` flags everywhere.
 """
 
 from __future__ import annotations
@@ -62,7 +63,12 @@ def video():
     )
 
 
+def stateless():
+    return co.Sequential(co.Linear(3, 4, channel_dim=1), nn.ReLU())
+
+
 NETWORKS = {
+    "stateless": (stateless, (3,)),
     "stride-2 conv stack": (conv_stack, (3,)),
     "pools": (pools, (3, 6)),
     "residuals": (residuals, (3,)),
@@ -120,6 +126,83 @@ def test_onnx_export_matches_forward_step_for_any_batch(name, tmp_path):
             )
             outputs.append((y, valid))
         check_against_reference(refs, outputs)
+
+
+def pooled_head():
+    """A video net ending in the zoo's head: an adaptive pool (its step pools each frame to a
+    constant size), a 1x1 conv and a linear layer over the channels."""
+    return co.Sequential(
+        co.Conv3d(3, 4, 3, padding=(0, 1, 1)),
+        nn.BatchNorm3d(4),
+        nn.ReLU(),
+        co.AdaptiveAvgPool3d((1, 1, 1), kernel_size=3),
+        co.Conv3d(4, 6, 1),
+        co.Lambda(lambda x: x.flatten(1), takes_time=False),
+        co.Linear(6, 5, channel_dim=1),
+    )
+
+
+def run_session(session, net, frames):
+    """The ONNX step over ``frames`` from fresh streams: [(output, valid)] per step."""
+    state = co_onnx.initial_state(net, frames[:, :, 0])
+    outputs = []
+    for t in range(frames.shape[2]):
+        y, valid, *state = session.run(
+            None, {"input": frames[:, :, t].numpy(), **co_onnx.state_feed(state)}
+        )
+        outputs.append((y, valid))
+    return outputs
+
+
+def test_onnx_export_from_a_one_stream_example_serves_any_batch(tmp_path):
+    """torch.export fixes a size-1 dim: a batch-1 example is traced with two streams."""
+    net = pooled_head().eval()
+    program = co_onnx.export_program(net, torch.randn(1, 3, 6, 6))
+    assert isinstance(program, torch.onnx.ONNXProgram)
+    program.save(str(tmp_path / "step.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "step.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        frames = torch.randn(batch, 3, stream_length(net), 6, 6)
+        check_against_reference(reference_run(net, frames), run_session(session, net, frames))
+
+
+def test_the_legacy_exporter_takes_the_step_too(tmp_path):
+    """The adaptive pool's step has constant sizes, so the TorchScript exporter, which refused
+    it ("output_size is not constant"), works as well (for callers of torch.onnx.export)."""
+    net = pooled_head().eval()
+    example = torch.randn(2, 3, 6, 6)
+    state = initial_state(net, example)
+    path = tmp_path / "legacy.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter is deprecated
+        torch.onnx.export(
+            StepFunction(net, example).eval(),
+            (example, *state),
+            str(path),
+            input_names=co_onnx.input_names(len(state)),
+            output_names=co_onnx.output_names(len(state)),
+            dynamo=False,
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    frames = torch.randn(2, 3, stream_length(net), 6, 6)
+    check_against_reference(reference_run(net, frames), run_session(session, net, frames))
+
+
+def test_onnx_export_of_a_zoo_model(tmp_path):
+    """CoX3D-S (8x8 frames, pool of 2 frames: a small graph of the full architecture): the
+    ONNX step equals forward_step on every step of a stream past its warm-up. Exported with a
+    static batch (the dynamic batch is tested above; tracing it symbolically costs the most)."""
+    from cozoo.models import create_model
+
+    net = create_model("cox3d_s", pool_size=2).eval()
+    frames = torch.randn(1, 3, net.delay + 4, 8, 8)
+    path = tmp_path / "cox3d_s.onnx"
+    co_onnx.export(net, frames[:, :, 0], path, dynamic_batch=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = run_session(session, net, frames)
+    refs = reference_run(net, frames)
+    assert sum(r is not None for r in refs) == 4  # 4 steps past the warm-up, all compared
+    check_against_reference(refs, outputs)
 
 
 def test_state_batch_axes_follow_each_state_layout():

@@ -100,3 +100,27 @@ def test_complexity_keeps_state_and_modes():
     assert all(a is b for a, b in zip(before[0].frames, net.get_state()[0].frames)), (
         "the stored state changed"
     )
+
+
+def test_a_stepping_class_made_after_registration_is_counted_like_its_torch_class():
+    from ptflops import pytorch_ops
+
+    class Doubling(nn.Module):  # a torch class that ptflops knows, stepped only from now on
+        def forward(self, x):
+            return 2 * x
+
+    def count_elements(module, inputs, output):
+        module.__flops__ += int(output.numel())
+
+    pytorch_ops.MODULES_MAPPING[Doubling] = count_elements
+    try:
+        stepping = co.forward_stepping(Doubling())
+        assert type(stepping) in pytorch_ops.MODULES_MAPPING
+        clip_macs, _ = ptflops_macs(stepping, (1, 3, 4))
+        assert clip_macs == 12
+        stepping.call_mode = "forward_step"
+        step_macs, _ = ptflops_macs(stepping, (1, 3))
+        assert step_macs == 3
+    finally:
+        pytorch_ops.MODULES_MAPPING.pop(Doubling, None)
+        pytorch_ops.MODULES_MAPPING.pop(type(stepping), None)
