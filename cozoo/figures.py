@@ -74,6 +74,29 @@ def accuracy_vs_flops_points(names: Optional[Sequence[str]] = None) -> List[dict
     return points
 
 
+def _link_clip_to_continual(ax, points: List[dict]) -> None:
+    """An arrow from each clip model to its continual version with the same pool size as the
+    clip (the smallest published one): the same weights, one prediction for a step instead of a
+    clip."""
+    for name in {p["model"] for p in points}:
+        clip = [p for p in points if p["model"] == name and p["kind"] == "clip"]
+        co = [p for p in points if p["model"] == name and p["kind"] == "continual"]
+        if clip and co:
+            target = min(co, key=lambda p: p["pool_size"])
+            ax.annotate(
+                "",
+                xy=(target["gmacs"], target["top1"]),
+                xytext=(clip[0]["gmacs"], clip[0]["top1"]),
+                arrowprops={
+                    "arrowstyle": "->",
+                    "color": _COLOURS.get(name, "tab:gray"),
+                    "alpha": 0.35,
+                    "linestyle": "--",
+                },
+                zorder=1,
+            )
+
+
 def accuracy_vs_flops(out: Path, names: Optional[Sequence[str]] = None) -> Path:
     """Write the accuracy-vs-FLOPs-per-prediction figure to ``out`` (PNG) and return it."""
     import matplotlib
@@ -104,25 +127,7 @@ def accuracy_vs_flops(out: Path, names: Optional[Sequence[str]] = None) -> Path:
             fontsize=7.5,
             color=colour,
         )
-    # Each clip model to its continual version with the same pool size as the clip (the
-    # smallest published one): the same weights, one prediction for a step instead of a clip.
-    for name in {p["model"] for p in points}:
-        clip = [p for p in points if p["model"] == name and p["kind"] == "clip"]
-        co = [p for p in points if p["model"] == name and p["kind"] == "continual"]
-        if clip and co:
-            target = min(co, key=lambda p: p["pool_size"])
-            ax.annotate(
-                "",
-                xy=(target["gmacs"], target["top1"]),
-                xytext=(clip[0]["gmacs"], clip[0]["top1"]),
-                arrowprops={
-                    "arrowstyle": "->",
-                    "color": _COLOURS.get(name, "tab:gray"),
-                    "alpha": 0.35,
-                    "linestyle": "--",
-                },
-                zorder=1,
-            )
+    _link_clip_to_continual(ax, points)
     ax.scatter([], [], marker="o", facecolors="none", edgecolors="k", label="clip model (per clip)")
     ax.scatter([], [], marker="*", s=120, color="k", label="continual model (per step), pool P")
     ax.set_xscale("log")

@@ -1,9 +1,12 @@
-"""The continual video models (CoX3D-S/M/L, CoSlow, CoI3D) against the spec
-(``shared/spec/video-models.md``) and against pytorchvideo's regular networks.
+"""The continual video models (CoX3D-S/M/L, CoSlow, CoI3D) against their published facts
+(Hedegaard & Iosifidis, "Continual 3D Convolutional Neural Networks for Real-time Processing of
+Videos", ECCV 2022; the co3d and continual-inference 1.2.4 code) and against pytorchvideo's
+regular networks.
 
 Every checkpoint layout is generated here from a randomly initialised pytorchvideo hub model
 (``pretrained=False``, BatchNorm statistics and affines randomised) through key mappings written
-from the spec tables (§4.1-4.4), independently of the models' own converters.
+written here from the source code bases' module names (pytorchvideo hub, PySlowFast, Caffe2
+blob names), independently of the models' own converters.
 
 MACs are counted with ptflops on the meta device (shapes only, no arithmetic): the counts are
 those of the real device (checked once below), at the published input sizes, in a fraction of
@@ -36,16 +39,16 @@ from fvcore.nn.squeeze_excitation import SqueezeExcitation  # noqa: E402  (pytor
 
 @dataclass(frozen=True)
 class Spec:
-    """Facts of one model from the spec."""
+    """Published facts of one model."""
 
     hub: str  # pytorchvideo hub builder
     frames: int  # published clip frames
     crop: int  # published crop (co3d image_size)
-    clip_gmacs: float  # §7.1 published per clip
-    step_gmacs: float  # §6.1 published per step (CoI3D: peak)
+    clip_gmacs: float  # published per clip
+    step_gmacs: float  # published per step (CoI3D: peak)
     small_p: int  # the published small pool size
-    rf: Dict[int, int]  # §3.4 receptive field per P
-    delay: Dict[int, int]  # §3.4 delay per P
+    rf: Dict[int, int]  # receptive field per P (continual-inference 1.2.4)
+    delay: Dict[int, int]  # delay per P (continual-inference 1.2.4)
     stride: int  # steps between outputs
     extra_params: int  # parameters beyond pytorchvideo's
     bn_gain: Tuple[float, float]  # random BN weight range (keeps logits O(1))
@@ -121,7 +124,7 @@ def clip(*shape: int, seed: int = 0) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Key layouts written from the spec tables (inverse of the converters, independently)
+# Key layouts of the source code bases (inverse of the converters, written independently)
 # --------------------------------------------------------------------------------------------
 def _replace_all(key: str, pairs) -> str:
     for old, new in pairs:
@@ -129,7 +132,7 @@ def _replace_all(key: str, pairs) -> str:
     return key
 
 
-# §4.4 (X3D) and §4.2 (the PySlowFast ResNet names behind co3d's CoI3D loading)
+# pytorchvideo block names -> PySlowFast's (X3D, and the ResNet names behind co3d's CoI3D loading)
 _BLOCK_TO_PYSLOWFAST = [
     ("branch1_conv.", "branch1."),
     ("branch1_norm.", "branch1_bn."),
@@ -152,7 +155,7 @@ _X3D_TOP_TO_PYSLOWFAST = [
     ("blocks.5.pool.post_conv.", "head.lin_5."),
     ("blocks.5.proj.", "head.projection."),
 ]
-# pytorchvideo block index of res2..res5 and the head (§4.1)
+# pytorchvideo block index of res2..res5 and the head
 _STAGE_BLOCKS = {"x3d": (1, 2, 3, 4, 5), "coslow": (1, 2, 3, 4, 5), "coi3d": (1, 3, 4, 5, 6)}
 
 
@@ -197,8 +200,9 @@ _CAFFE2_BN = {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "
 
 
 def to_caffe2(name: str, sd: Dict[str, Tensor]) -> Dict[str, np.ndarray]:
-    """A pytorchvideo ResNet state dict as Caffe2 blobs (§4.3): numpy arrays, no BN counters,
-    1x1x1 shortcut weights stored 2-D, plus momentum / lr / iter bookkeeping blobs."""
+    """A pytorchvideo ResNet state dict as Caffe2 blobs (PySlowFast's Caffe2 names): numpy
+    arrays, no BN counters, 1x1x1 shortcut weights stored 2-D, plus momentum / lr / iter
+    bookkeeping blobs."""
     *stages, head = _stage_blocks(name)
     blobs: Dict[str, np.ndarray] = {}
     for key, value in sd.items():
@@ -256,7 +260,7 @@ def test_registry_lists_the_video_models():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_receptive_field_and_delay_match_the_spec_table(name):
+def test_receptive_field_and_delay_match_the_published_table(name):
     spec = SPECS[name]
     for p in (spec.small_p, 64):
         model = create_model(name, pool_size=p)
@@ -267,7 +271,7 @@ def test_receptive_field_and_delay_match_the_spec_table(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_params_equal_pytorchvideo(name):
-    """pytorchvideo's count; X3D +48: the PySlowFast res2 shortcut BN (spec §3.1)."""
+    """pytorchvideo's count; X3D +48: the PySlowFast res2 shortcut BN."""
     ours = sum(p.numel() for p in create_model(name).parameters())
     theirs = sum(p.numel() for p in reference(name).parameters())
     assert ours == theirs + SPECS[name].extra_params
@@ -489,8 +493,8 @@ def test_meta_device_counts_equal_real_counts():
 @pytest.mark.parametrize("name", NAMES)
 def test_macs_per_clip_and_step(name, record_property):
     """Per clip at the published input: the published figure within 1 % (ptflops module hooks,
-    functional ops off; spec §7.1). Per step: reported; the published figures double-count the
-    wrapped BN/ReLU in step mode (spec §7.2), so ours lie a few % below them."""
+    functional ops off). Per step: reported; the published figures double-count the wrapped
+    BN/ReLU in step mode (continual-inference's wrappers), so ours lie a few % below them."""
     spec = SPECS[name]
     c = complexity(_meta_model(name, spec.small_p), (1, 3, spec.frames, spec.crop, spec.crop))
     clip_g, step_g, mean_g = c.clip_macs / 1e9, c.step_macs / 1e9, c.step_macs_mean / 1e9
@@ -504,7 +508,7 @@ def test_macs_per_clip_and_step(name, record_property):
 @pytest.mark.parametrize("name", NAMES)
 def test_published_step_macs_reproduced_under_their_convention(name):
     """The published per-step figures (2 decimals) come back exactly when each wrapped BN/ReLU
-    is counted twice per step, as the reference's wrappers made ptflops do (spec §7.2); the
+    is counted twice per step, as the reference's wrappers made ptflops do; the
     weights' meta carries the same published numbers."""
     spec = SPECS[name]
     shape = (1, 3, spec.frames, spec.crop, spec.crop)
