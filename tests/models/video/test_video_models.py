@@ -360,17 +360,6 @@ def test_forward_steps_with_end_padding_equal_forward(name):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_steps_start_at_the_delay(name, run_steps, pattern_of, expected_pattern):
-    """The first output comes exactly at step ``delay`` (CoI3D: then every 2nd step)."""
-    model = create_model(name, pool_size=2).eval()
-    steps = model.delay + 5
-    with torch.no_grad():
-        outputs = run_steps(model, clip(1, 3, steps, 32, 32, seed=2))
-    assert pattern_of(outputs) == expected_pattern(steps, model.delay, SPECS[name].stride)
-    assert outputs[model.delay].shape == (1, 400)
-
-
 def test_steady_state_does_not_depend_on_the_fill():
     """Once the receptive field is inside the stream, zeros and replicate fills agree; the
     first (transient) output differs."""
