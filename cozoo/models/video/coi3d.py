@@ -47,23 +47,9 @@ class CoI3D(CoResNet):
     pytorchvideo_stage_blocks = (1, 3, 4, 5)
     pytorchvideo_head_block = 6
 
-    def __init__(
-        self,
-        *,
-        pool_size: int = 64,
-        temporal_fill: str = "zeros",
-        num_classes: int = 400,
-        dropout: float = 0.5,
-    ):
-        super().__init__(
-            stem_temporal_kernel=5,
-            conv_a_kernels=I3D_CONV_A_KERNELS,
-            pool1=True,
-            pool_size=pool_size,
-            temporal_fill=temporal_fill,
-            num_classes=num_classes,
-            dropout=dropout,
-        )
+    stem_temporal_kernel = 5
+    conv_a_kernels = I3D_CONV_A_KERNELS
+    has_pool1 = True
 
 
 # co3d's CoI3D script keeps the default 0.45/0.225 normalisation (its I3D clip baseline used

@@ -32,23 +32,9 @@ class CoSlow(CoResNet):
     keys: stem ``blocks.0``, stages ``blocks.1..4``, head ``blocks.5``.
     """
 
-    def __init__(
-        self,
-        *,
-        pool_size: int = 64,
-        temporal_fill: str = "zeros",
-        num_classes: int = 400,
-        dropout: float = 0.5,
-    ):
-        super().__init__(
-            stem_temporal_kernel=1,
-            conv_a_kernels=SLOW_CONV_A_KERNELS,
-            pool1=False,
-            pool_size=pool_size,
-            temporal_fill=temporal_fill,
-            num_classes=num_classes,
-            dropout=dropout,
-        )
+    stem_temporal_kernel = 1
+    conv_a_kernels = SLOW_CONV_A_KERNELS
+    has_pool1 = False
 
 
 _PROTOCOL = VideoInput(frames=8, sampling_rate=8, short_side=256, crop=256)

@@ -32,11 +32,13 @@ RESNET50_STAGES = ((256, 64, 3, 1), (512, 128, 4, 2), (1024, 256, 6, 2), (2048, 
 class CoResNet(ContinualVideoNet):
     """Continual ResNet-50-3D: stem -> res2 -> [pool1] -> res3 -> res4 -> res5 -> head.
 
+    A model is a subclass that sets the class attributes ``stem_temporal_kernel`` (Slow 1,
+    I3D 5), ``conv_a_kernels`` (the temporal kernel of conv_a of every block, per stage
+    res2..res5) and ``has_pool1`` (I3D's temporal max pool ``pool1``, 2x1x1 stride 2, after
+    res2: everything after it runs on every 2nd step, and the head pool holds ``pool_size // 2``
+    positions).
+
     Args:
-        stem_temporal_kernel: temporal kernel of the stem conv (Slow 1, I3D 5).
-        conv_a_kernels: temporal kernel of conv_a of every block, per stage (res2..res5).
-        pool1: I3D's temporal max pool (2x1x1, stride 2) after res2: everything after it runs
-            on every 2nd step, and the head pool holds ``pool_size // 2`` positions.
         pool_size: P, the head's average pool in input frames.
         temporal_fill: ``"zeros"`` or ``"replicate"`` (state fill after a reset).
         num_classes, dropout: head.
@@ -52,17 +54,23 @@ class CoResNet(ContinualVideoNet):
     #: pytorchvideo ``blocks.{i}`` index of the head.
     pytorchvideo_head_block: int = 5
 
+    stem_temporal_kernel: int
+    conv_a_kernels: Sequence[Sequence[int]]
+    has_pool1: bool
+
     def __init__(
         self,
         *,
-        stem_temporal_kernel: int,
-        conv_a_kernels: Sequence[Sequence[int]],
-        pool1: bool,
         pool_size: int = 64,
         temporal_fill: str = "zeros",
         num_classes: int = 400,
         dropout: float = 0.5,
     ):
+        stem_temporal_kernel, conv_a_kernels, pool1 = (
+            self.stem_temporal_kernel,
+            self.conv_a_kernels,
+            self.has_pool1,
+        )
         if pool1 and (pool_size < 2 or pool_size % 2):
             raise ValueError(
                 f"{type(self).__name__}: pool_size counts input frames and the head runs at "
