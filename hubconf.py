@@ -12,8 +12,8 @@ and ``get_model_weights`` are exported as well.
 
 from typing import List
 
-from cozoo.models._registry import create_model, get_model_weights, list_models
-from cozoo.models._registry import get_model_builder as _get_model_builder
+from cozoo.models import create_model, get_model_weights, list_models
+from cozoo.models import get_model_builder as _get_model_builder
 
 dependencies = ["torch"]
 
