@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from cozoo.co import module as co_module
+from cozoo.co import modes as co_modes
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,9 +78,9 @@ def _seed_and_check_call_mode_stack():
     """Deterministic tests; no test may leave a ``co.call_mode`` block open."""
     torch.manual_seed(0)
     yield
-    leaked = co_module.active_call_mode()
-    while co_module.active_call_mode() is not None:  # keep later tests independent
-        co_module._mode_stack.pop()
+    leaked = co_modes.active_call_mode()
+    while co_modes.active_call_mode() is not None:  # keep later tests independent
+        co_modes._mode_stack.pop()
     assert leaked is None, f"a test left call_mode({leaked}) active"
 
 
