@@ -24,6 +24,7 @@ update). The private functions ``_scaled_dot_product_attention_default_state`` a
 reference library's state layout and plain paper update, for compatibility.
 """
 
+from .base import StepInput as StepInput
 from .retroactive import RetroactiveMultiheadAttention
 from .single_output import SingleOutputMultiheadAttention
 from .states import RetroactiveAttentionState, SingleOutputAttentionState
