@@ -7,14 +7,8 @@ from typing import Callable, Optional, Union
 
 from torch import nn
 
-from .container import (
-    BroadcastReduce,
-    _as_continual,
-    _Container,
-    _probe_length,
-    _t_padding,
-    _t_stride,
-)
+from .container.base import _as_continual, _Container, _probe_length, _t_padding, _t_stride
+from .container.reduce import BroadcastReduce
 from .delay import Delay, TimeShift
 from .module import CoModule
 

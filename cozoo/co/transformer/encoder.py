@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..container import Sequential
+from ..container.sequential import Sequential
 from ..module import CoModule, State
 from ..validity import Valid
 from .base import Activation, _check_sequence_len, _EncoderLayer, _resolve_activation
