@@ -24,12 +24,12 @@ def _run_steps(module, x: Tensor, **kwargs) -> List[Optional[Tensor]]:
 
 
 def _pattern_of(outputs) -> str:
-    """``'.'`` for a None step output, ``'O'`` for a tensor (the notation of spec 1.3)."""
+    """``'.'`` for a None step output, ``'O'`` for a tensor (docs/architecture.md's notation)."""
     return "".join("." if y is None else "O" for y in outputs)
 
 
 def _expected_pattern(steps: int, delay: int, stride: int) -> str:
-    """Output at step t iff ``t >= delay and (t - delay) % stride == 0`` (spec 1.3)."""
+    """Output at step t iff ``t >= delay and (t - delay) % stride == 0`` (the step contract)."""
     return "".join("O" if t >= delay and (t - delay) % stride == 0 else "." for t in range(steps))
 
 
