@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from cozoo.co import module as co_module
+from cozoo.co import modes as co_modes
 
 
 # --------------------------------------------------------------------------------------------
@@ -24,12 +24,12 @@ def _run_steps(module, x: Tensor, **kwargs) -> List[Optional[Tensor]]:
 
 
 def _pattern_of(outputs) -> str:
-    """``'.'`` for a None step output, ``'O'`` for a tensor (the notation of spec 1.3)."""
+    """``'.'`` for a None step output, ``'O'`` for a tensor (docs/architecture.md's notation)."""
     return "".join("." if y is None else "O" for y in outputs)
 
 
 def _expected_pattern(steps: int, delay: int, stride: int) -> str:
-    """Output at step t iff ``t >= delay and (t - delay) % stride == 0`` (spec 1.3)."""
+    """Output at step t iff ``t >= delay and (t - delay) % stride == 0`` (the step contract)."""
     return "".join("O" if t >= delay and (t - delay) % stride == 0 else "." for t in range(steps))
 
 
@@ -78,9 +78,9 @@ def _seed_and_check_call_mode_stack():
     """Deterministic tests; no test may leave a ``co.call_mode`` block open."""
     torch.manual_seed(0)
     yield
-    leaked = co_module.active_call_mode()
-    while co_module.active_call_mode() is not None:  # keep later tests independent
-        co_module._mode_stack.pop()
+    leaked = co_modes.active_call_mode()
+    while co_modes.active_call_mode() is not None:  # keep later tests independent
+        co_modes._mode_stack.pop()
     assert leaked is None, f"a test left call_mode({leaked}) active"
 
 

@@ -35,7 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from .export import StepFunction, flatten_state, initial_state, unflatten_state
-from .module import CoModule, State, collapse, finalize_step_output, static_bookkeeping
+from .modes import static_bookkeeping
+from .module import CoModule, State, finalize_step_output
+from .validity import collapse
 
 __all__ = ["CompiledStep", "compile_step", "inductor_options"]
 

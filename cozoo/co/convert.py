@@ -49,7 +49,7 @@ Conversion = Callable[[nn.Module], CoModule]
 _CONVERSIONS: Dict[Type[nn.Module], Conversion] = {}
 
 #: torch class -> ``build_from`` of its continual class. ``nn.Sequential`` is added by
-#: ``cozoo.co.container`` (``register_built_in``), which imports this module.
+#: ``cozoo.co.container.sequential`` (``register_built_in``), which imports this module.
 _BUILT_IN: Dict[Type[nn.Module], Conversion] = {
     **{getattr(nn, f"Conv{d}d"): getattr(conv, f"Conv{d}d").build_from for d in (1, 2, 3)},
     **{getattr(nn, f"AvgPool{d}d"): getattr(pooling, f"AvgPool{d}d").build_from for d in (1, 2, 3)},

@@ -21,7 +21,8 @@ from typing import Any, List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .module import CoModule, State, in_tensor_mode, tensor_mode
+from .modes import in_tensor_mode, tensor_mode
+from .module import CoModule, State
 
 __all__ = ["StepFunction", "flatten_state", "initial_state", "state_batch_axes", "unflatten_state"]
 

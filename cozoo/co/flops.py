@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from .convert import on_stepping_class
-from .module import CoModule, call_mode
+from .modes import call_mode
+from .module import CoModule
 
 __all__ = ["Complexity", "complexity", "register_ptflops"]
 

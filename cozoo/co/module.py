@@ -1,4 +1,4 @@
-"""The continual-module contract: call modes, the pure step, state handling.
+"""The continual-module contract: ``CoModule``, its call modes and its pure step.
 
 Every continual module computes its step as a **pure function**::
 
@@ -15,19 +15,39 @@ Validity (``valid``) says which streams of a batch carry a real frame at this st
 ``True`` (all), ``False`` (none) or a tuple of ``B`` bools (mixed, after a per-stream reset).
 It is host-side bookkeeping, so deciding whether a step produced an output never reads a
 device tensor.
+
+The parts live beside this module: ``modes`` (``call_mode``, ``tensor_mode``...),
+``validity`` (validity and step counters), ``child_steps`` (hooks, ``StoredStates``) and
+``checks`` (``StepShapeError``); their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import enum
-import functools
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules import module as _torch_module
 
+# ``name as name``: a public name of a part, importable from ``cozoo.co.module`` as before.
 from .checks import StepShapeError
+from .child_steps import StoredStates, _has_any_hooks, _has_hooks, _hooked, _owner
+from .child_steps import routes_child_states as routes_child_states
+from .modes import CallMode, _mode_stack, to_call_mode
+from .modes import active_call_mode as active_call_mode
+from .modes import call_mode as call_mode
+from .modes import in_static_bookkeeping as in_static_bookkeeping
+from .modes import in_tensor_mode as in_tensor_mode
+from .modes import static_bookkeeping as static_bookkeeping
+from .modes import tensor_mode as tensor_mode
+from .validity import Valid, valid_mask
+from .validity import advance_counter as advance_counter
+from .validity import all_valid as all_valid
+from .validity import collapse as collapse
+from .validity import expand_valid as expand_valid
+from .validity import first_output_offset as first_output_offset
+from .validity import reset_counter as reset_counter
+from .validity import select_rows as select_rows
+from .validity import tick as tick
 
 __all__ = [
     "CallMode",
@@ -38,256 +58,12 @@ __all__ = [
     "to_call_mode",
 ]
 
-Valid = Union[bool, Tuple[bool, ...]]
 State = Any
 
 
 # --------------------------------------------------------------------------------------------
-# Call modes
+# Public outputs
 # --------------------------------------------------------------------------------------------
-class CallMode(str, enum.Enum):
-    """Which method ``module(x)`` runs. Compares equal to its string value."""
-
-    FORWARD = "forward"
-    FORWARD_STEPS = "forward_steps"
-    FORWARD_STEP = "forward_step"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_MODES_BY_INT = {0: CallMode.FORWARD, 1: CallMode.FORWARD_STEPS, 2: CallMode.FORWARD_STEP}
-
-
-def to_call_mode(mode: Union[str, int, Tensor, CallMode]) -> CallMode:
-    """Parse a call mode given as a string (any case), an int 0/1/2, a 0-d tensor or a CallMode."""
-    if isinstance(mode, CallMode):
-        return mode
-    if isinstance(mode, str):
-        try:
-            return CallMode(mode.lower())
-        except ValueError:
-            raise KeyError(
-                f"Unknown call_mode {mode!r}; expected one of "
-                f"{[m.value for m in CallMode]} or 0/1/2"
-            ) from None
-    if isinstance(mode, Tensor) and mode.numel() == 1:
-        mode = int(mode.item())
-    if isinstance(mode, int) and not isinstance(mode, bool) and mode in _MODES_BY_INT:
-        return _MODES_BY_INT[mode]
-    raise KeyError(
-        f"Unknown call_mode {mode!r}; expected one of {[m.value for m in CallMode]} or 0/1/2"
-    )
-
-
-_mode_stack: list = []
-
-
-class _Switch:
-    """A nestable on/off context manager: on while any of its blocks is active."""
-
-    _active: list
-
-    def __enter__(self) -> None:
-        self._active.append(True)
-
-    def __exit__(self, *exc_info) -> None:
-        self._active.pop()
-
-
-_tensor_mode: list = []
-_static_bookkeeping: list = []
-
-
-class tensor_mode(_Switch):  # noqa: N801 - a context manager, like call_mode
-    """Within this block, steps are traced for export: counters and validity are tensors,
-    every module computes its output on every step, and no branch depends on a value."""
-
-    _active = _tensor_mode
-
-
-def in_tensor_mode() -> bool:
-    return bool(_tensor_mode)
-
-
-class static_bookkeeping(_Switch):  # noqa: N801 - a context manager, like tensor_mode
-    """Within this block, no state holds Python values that change on every step once a
-    stream is steady (an average pool re-sums its window instead of keeping a running sum
-    whose age counts steps), so the steady step can be compiled with the bookkeeping as
-    constants (``co.compile_step``)."""
-
-    _active = _static_bookkeeping
-
-
-def in_static_bookkeeping() -> bool:
-    return bool(_static_bookkeeping)
-
-
-class call_mode:  # noqa: N801 - lower case to match `continual.call_mode`
-    """Context manager that makes every continual module called inside it use ``mode``.
-
-    Overrides each module's own ``call_mode`` property while active. Nesting works: the
-    innermost block wins and leaving a block restores exactly what was active before, also
-    when the block raises.
-
-    >>> with call_mode("forward_step"):
-    ...     y = net(x_t)   # net.forward_step(x_t)
-    """
-
-    def __init__(self, mode: Union[str, int, Tensor, CallMode]):
-        self.mode = to_call_mode(mode)
-
-    def __enter__(self) -> None:
-        _mode_stack.append(self.mode)
-
-    def __exit__(self, *exc_info) -> None:
-        _mode_stack.pop()
-
-
-def active_call_mode() -> Optional[CallMode]:
-    """The mode forced by the innermost ``call_mode`` block, or None outside any block."""
-    return _mode_stack[-1] if _mode_stack else None
-
-
-# --------------------------------------------------------------------------------------------
-# Validity bookkeeping (host side)
-# --------------------------------------------------------------------------------------------
-def expand_valid(valid: Valid, batch: int) -> Tuple[bool, ...]:
-    return valid if isinstance(valid, tuple) else (valid,) * batch
-
-
-def collapse(values: Sequence) -> Any:
-    """A per-stream tuple whose entries are all equal collapses to that one value."""
-    first = values[0]
-    for v in values:
-        if v != first:
-            return tuple(values)
-    return first
-
-
-def valid_mask(valid: Valid, like: Tensor) -> Tensor:
-    """A (B, 1, ..., 1) bool tensor on ``like``'s device that broadcasts against ``like``."""
-    if isinstance(valid, Tensor):
-        mask = valid
-    else:
-        flags = expand_valid(valid, like.shape[0])
-        mask = torch.tensor(flags, dtype=torch.bool, device=like.device)
-    return mask.view((-1,) + (1,) * (like.dim() - 1))
-
-
-def select_rows(valid: Valid, new: Any, old: Any) -> Any:
-    """Rows of ``new`` where ``valid`` (per stream), rows of ``old`` elsewhere.
-
-    Works on tensors and on (nested) tuples of tensors; ``valid`` True/False short-cuts.
-    """
-    if valid is True:
-        return new
-    if valid is False:
-        return old
-    if isinstance(new, Tensor):
-        return torch.where(valid_mask(valid, new), new, old)
-    if isinstance(new, tuple):
-        return tuple(select_rows(valid, n, o) for n, o in zip(new, old))
-    return new
-
-
-def tick(counter, valid: Valid, warmup: int, stride: int, batch: int):
-    """Advance per-stream step counters by one step.
-
-    A stream whose counter is ``c`` (valid frames consumed so far) produces an output for this
-    frame iff ``c >= warmup`` and ``(c - warmup) % stride == 0``. Counters saturate after the
-    warm-up (only the stride phase is kept), so they take finitely many values; 0 means fresh.
-
-    Returns ``(valid_out, next_counter, fresh)``; ``fresh`` marks streams whose first frame
-    this is (their state rows must be (re)initialised).
-    """
-    if isinstance(counter, Tensor) or isinstance(valid, Tensor):
-        return _tick_tensors(counter, valid, warmup, stride)
-    if valid is True and counter.__class__ is int:
-        out = counter >= warmup and (counter - warmup) % stride == 0
-        nxt = counter + 1
-        if nxt >= max(warmup, 1) + stride:  # saturate; 0 stays reserved for "fresh"
-            nxt -= stride
-        return out, nxt, counter == 0
-    if valid is False:
-        return False, counter, False
-    counters = counter if isinstance(counter, tuple) else (counter,) * batch
-    flags = expand_valid(valid, batch)
-    outs, nexts, fresh = [], [], []
-    for c, v in zip(counters, flags):
-        if v:
-            o, n, f = tick(c, True, warmup, stride, 1)
-        else:
-            o, n, f = False, c, False
-        outs.append(o)
-        nexts.append(n)
-        fresh.append(f)
-    return collapse(outs), collapse(nexts), collapse(fresh)
-
-
-def _tick_tensors(counter: Tensor, valid: Union[bool, Tensor], warmup: int, stride: int):
-    """``tick`` as tensor ops, without branches on values: the form that export traces.
-
-    ``counter`` is a (B,) int64 tensor; ``valid`` a (B,) bool tensor or a Python bool.
-    """
-    # Every op here is repeated per windowed module of an exported graph: none that is known
-    # to do nothing (the phase of stride 1, a tensor already on the device) is traced.
-    out = counter >= warmup
-    if stride != 1:
-        out = out & ((counter - warmup) % stride == 0)
-    nxt = counter + 1
-    nxt = torch.where(nxt >= max(warmup, 1) + stride, nxt - stride, nxt)
-    fresh = counter == 0
-    if valid is True:
-        return out, nxt, fresh
-    if not isinstance(valid, Tensor):
-        valid = torch.as_tensor(valid, device=counter.device)
-    return out & valid, torch.where(valid, nxt, counter), fresh & valid
-
-
-def all_valid(valids: Sequence[Valid]) -> Valid:
-    """Streams that are valid in every one of several branches."""
-    if all(v is True for v in valids):
-        return True
-    if any(v is False for v in valids):
-        return False
-    tensors = [v for v in valids if isinstance(v, Tensor)]
-    if tensors:
-        return functools.reduce(torch.logical_and, tensors)
-    per_stream = [v for v in valids if isinstance(v, tuple)]
-    batch = len(per_stream[0])
-    flags = [all(v if isinstance(v, bool) else v[i] for v in valids) for i in range(batch)]
-    return collapse(flags)
-
-
-def advance_counter(counter: int, steps: int, warmup: int, stride: int) -> int:
-    """The saturated counter after ``steps`` valid frames (uniform streams)."""
-    nxt = counter + steps
-    base = max(warmup, 1)  # 0 stays reserved for "fresh"
-    if nxt >= base + stride:
-        nxt = base + (nxt - base) % stride
-    return nxt
-
-
-def first_output_offset(counter: int, warmup: int, stride: int) -> int:
-    """Index, within the next chunk, of the first frame that yields an output."""
-    if counter < warmup:
-        return warmup - counter
-    return (-(counter - warmup)) % stride
-
-
-def reset_counter(counter, streams: Optional[Sequence[int]], batch: int):
-    """Counters set back to 0 (fresh) for ``streams`` (all if None)."""
-    if streams is None:
-        return 0
-    counters = list(counter if isinstance(counter, tuple) else (counter,) * batch)
-    for i in streams:
-        if not -batch <= i < batch:
-            raise IndexError(f"stream index {i} is out of range for a batch of {batch} streams")
-        counters[i] = 0
-    return collapse(counters)
-
-
 def cat_time(parts: Sequence[Optional[Tensor]], dim: int = 2) -> Optional[Tensor]:
     """Concatenate the non-empty parts along time; None if nothing is left."""
     parts = [p for p in parts if p is not None and p.shape[dim] > 0]
@@ -321,66 +97,9 @@ def finalize_step_output(y: Optional[Tensor], valid: Valid) -> Optional[Tensor]:
     return y
 
 
-def _has_hooks(module: nn.Module) -> bool:
-    """Whether forward (pre-)hooks would fire for ``module``."""
-    return bool(
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or _torch_module._global_forward_hooks
-        or _torch_module._global_forward_pre_hooks
-    )
-
-
-def _has_any_hooks(module: nn.Module) -> bool:
-    return bool(
-        _has_hooks(module)
-        or module._backward_hooks
-        or module._backward_pre_hooks
-        or _torch_module._global_backward_hooks
-        or _torch_module._global_backward_pre_hooks
-    )
-
-
-def _hooked(module: nn.Module, compute: Callable, x: Any, state: State, extra: Any):
-    """``compute(x, state, extra)`` of a child inside a container, between the child's forward
-    pre-hooks and forward hooks, which see the step input ``(x,)`` and the output tensor."""
-    for hook in (
-        *_torch_module._global_forward_pre_hooks.values(),
-        *module._forward_pre_hooks.values(),
-    ):
-        result = hook(module, (x,))
-        if result is not None:
-            x = result[0] if isinstance(result, tuple) else result
-    out = compute(x, state, extra)
-    y = out[0]  # None on steps without output, as in a top-level call through torch's machinery
-    for hook in (*_torch_module._global_forward_hooks.values(), *module._forward_hooks.values()):
-        result = hook(module, (x,), y)
-        if result is not None:
-            y = result
-    return (y,) + tuple(out[1:])
-
-
-class StoredStates:
-    """The state argument of a step that works on the modules' stored states in place.
-
-    ``forward_step`` (with ``update_state=True``) passes it instead of a snapshot of the whole
-    network's state: containers hand it on to their children, and every other module reads
-    its own stored state, steps, and stores the next one, noting the state it replaced. A step
-    that raises puts every replaced state back, so the network's state is as it was. This
-    spares a top-level step two walks over every module (a snapshot and a store).
-    """
-
-    __slots__ = ("replaced",)
-
-    def __init__(self) -> None:
-        self.replaced: list = []
-
-    def restore(self) -> None:
-        for module, state in reversed(self.replaced):
-            module.set_state(state)
-        self.replaced.clear()
-
-
+# --------------------------------------------------------------------------------------------
+# Steps on the stored states
+# --------------------------------------------------------------------------------------------
 def step_chain(children: Iterable[CoModule], x: Any, stored: StoredStates, valid: Valid):
     """``Sequential``'s step on the stored states: each child steps on the previous one's
     output, until one has none (no per-child state slots to build: each child keeps its own)."""
@@ -391,28 +110,8 @@ def step_chain(children: Iterable[CoModule], x: Any, stored: StoredStates, valid
     return x, valid, stored
 
 
-_ROUTING_METHODS = ("_step", "get_state", "set_state", "_child_states")
 _ROUTES, _PLAIN_STATE, _OWN_STATE_API, _FRAME_ONLY = 0, 1, 2, 3
 _stored_kind_by_class: dict = {}
-
-
-def _owner(cls: type, name: str) -> Optional[type]:
-    return next((k for k in cls.__mro__ if name in k.__dict__), None)
-
-
-def routes_child_states(cls: type) -> bool:
-    """Whether modules of ``cls`` hand a ``StoredStates`` on to their children.
-
-    True when each of ``_step``, ``get_state``, ``set_state`` and ``_child_states`` comes
-    from a class that declares ``_co_routes_child_states = True`` itself: a subclass that
-    overrides one of them without declaring it is stepped like any other module (through its
-    own ``get_state``/``set_state``), which is always correct.
-    """
-    owners = [_owner(cls, name) for name in _ROUTING_METHODS]
-    return all(
-        owner is not None and owner.__dict__.get("_co_routes_child_states", False)
-        for owner in owners
-    )
 
 
 def _stored_kind(cls: type) -> int:

@@ -29,7 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from .checks import StepShapeError, check_step_input
-from .module import CoModule, Valid, collapse, in_tensor_mode, reset_counter
+from .modes import in_tensor_mode
+from .module import CoModule
+from .validity import Valid, collapse, reset_counter
 
 __all__ = ["CyclicPositionalEncoding", "PositionState", "RecyclingPositionalEncoding"]
 

@@ -7,14 +7,8 @@ from typing import Callable, Optional, Union
 
 from torch import nn
 
-from .container import (
-    BroadcastReduce,
-    _as_continual,
-    _Container,
-    _probe_length,
-    _t_padding,
-    _t_stride,
-)
+from .container.base import _as_continual, _Container, _probe_length, _t_padding, _t_stride
+from .container.reduce import BroadcastReduce
 from .delay import Delay, TimeShift
 from .module import CoModule
 
@@ -31,6 +25,67 @@ def _global_in_time_part(module: CoModule, probe: int) -> str:
             if part._forward_length(probe) == 1:
                 return type(part).__name__
     return type(module).__name__
+
+
+def _check_stride(module: CoModule) -> None:
+    if _t_stride(module) != 1:
+        raise ValueError(
+            f"Residual: the wrapped {type(module).__name__} has temporal stride "
+            f"{_t_stride(module)}; a residual needs temporal stride 1 (a pool's stride defaults to "
+            "its kernel size: pass stride=1 for a sliding temporal window)"
+        )
+
+
+def _check_global_in_time(
+    module: CoModule, probe: int, reduce: Union[str, Callable], residual_shrink: Union[bool, str]
+) -> None:
+    """Refuse what a module that returns one frame for the whole clip in ``forward`` cannot
+    pair with ``x``: a crop of ``x`` (``residual_shrink``) or ``reduce="concat"``."""
+    name, delay = type(module).__name__, module.delay
+    part = _global_in_time_part(module, probe)
+    if residual_shrink is not False:
+        raise ValueError(
+            f"Residual: the wrapped {name} returns one frame for the whole clip in forward "
+            f"({part} pools over all frames) but slides a window of "
+            f"{module.receptive_field} frames in its steps (delay {delay}), so no "
+            f"residual_shrink={residual_shrink!r} crop of x can make forward equal the "
+            "steps. Use residual_shrink=False (x is broadcast against the one frame; steps "
+            f"equal forward on clips of {module.receptive_field} frames), or a temporal "
+            "pool that slides in forward too, e.g. co.AvgPool3d((k, 1, 1), stride=1), with "
+            f"residual_shrink={residual_shrink!r}"
+        )
+    if reduce == "concat":
+        raise ValueError(
+            f"Residual: the wrapped {name} returns one frame for the whole clip in forward "
+            f"({part} pools over all frames), which reduce='concat' cannot join to the "
+            "clip's frames; use reduce='sum', 'mul' or 'max'"
+        )
+
+
+def _residual_offset(name: str, delay: int, pad: int, residual_shrink: Union[bool, str]) -> int:
+    """Which input frame of an output's window is the residual: its offset from the window's
+    oldest frame, for a module with ``delay`` and temporal padding ``pad``."""
+    spare = delay - pad  # input frames a forward output window has beyond the output length
+    if spare < 0:
+        raise ValueError(
+            f"Residual: the wrapped {name} lengthens the clip by {-spare} frames (temporal "
+            f"padding {pad} exceeds its delay {delay}), so its first outputs have no input "
+            f"frame to pair with (residual_shrink={residual_shrink!r}); give it at most "
+            f"{delay} frames of temporal padding ({delay} keeps the length)"
+        )
+    if residual_shrink is False:
+        if spare != 0:
+            raise ValueError(
+                f"Residual: the wrapped {name} shortens the clip by {spare} frames (delay "
+                f"{delay}, temporal padding {pad}), so x + module(x) is undefined; "
+                "pass residual_shrink=True, 'lagging' or 'leading'"
+            )
+        return 0
+    if residual_shrink in (True, "centered"):
+        return spare // 2
+    if residual_shrink == "lagging":
+        return 0
+    return spare
 
 
 def Residual(  # noqa: N802 - a factory named like the module it builds, as in continual-inference
@@ -58,58 +113,13 @@ def Residual(  # noqa: N802 - a factory named like the module it builds, as in c
             f"Residual: residual_shrink must be one of {_RESIDUAL_SHRINKS}, got {residual_shrink!r}"
         )
     module = _as_continual(module)
-    name = type(module).__name__
-    if _t_stride(module) != 1:
-        raise ValueError(
-            f"Residual: the wrapped {name} has temporal stride {_t_stride(module)}; a residual "
-            "needs temporal stride 1 (a pool's stride defaults to its kernel size: pass "
-            "stride=1 for a sliding temporal window)"
-        )
+    _check_stride(module)
     delay, pad = module.delay, _t_padding(module)
-    spare = delay - pad  # input frames a forward output window has beyond the output length
     probe = _probe_length([module])
-    global_in_time = module._forward_length(probe) == 1
-    if global_in_time:
-        part = _global_in_time_part(module, probe)
-        if residual_shrink is not False:
-            raise ValueError(
-                f"Residual: the wrapped {name} returns one frame for the whole clip in forward "
-                f"({part} pools over all frames) but slides a window of "
-                f"{module.receptive_field} frames in its steps (delay {delay}), so no "
-                f"residual_shrink={residual_shrink!r} crop of x can make forward equal the "
-                "steps. Use residual_shrink=False (x is broadcast against the one frame; steps "
-                f"equal forward on clips of {module.receptive_field} frames), or a temporal "
-                "pool that slides in forward too, e.g. co.AvgPool3d((k, 1, 1), stride=1), with "
-                f"residual_shrink={residual_shrink!r}"
-            )
-        if reduce == "concat":
-            raise ValueError(
-                f"Residual: the wrapped {name} returns one frame for the whole clip in forward "
-                f"({part} pools over all frames), which reduce='concat' cannot join to the "
-                "clip's frames; use reduce='sum', 'mul' or 'max'"
-            )
+    if module._forward_length(probe) == 1:
+        _check_global_in_time(module, probe, reduce, residual_shrink)
         # module(x) is one frame broadcast over time: x waits for the window's last frame.
         return BroadcastReduce(Delay(delay), module, reduce=reduce, auto_delay=False)
-    if spare < 0:
-        raise ValueError(
-            f"Residual: the wrapped {name} lengthens the clip by {-spare} frames (temporal "
-            f"padding {pad} exceeds its delay {delay}), so its first outputs have no input "
-            f"frame to pair with (residual_shrink={residual_shrink!r}); give it at most "
-            f"{delay} frames of temporal padding ({delay} keeps the length)"
-        )
-    if residual_shrink is False:
-        if spare != 0:
-            raise ValueError(
-                f"Residual: the wrapped {name} shortens the clip by {spare} frames (delay "
-                f"{delay}, temporal padding {pad}), so x + module(x) is undefined; "
-                "pass residual_shrink=True, 'lagging' or 'leading'"
-            )
-        offset = 0
-    elif residual_shrink in (True, "centered"):
-        offset = spare // 2
-    elif residual_shrink == "lagging":
-        offset = 0
-    else:
-        offset = spare
+    offset = _residual_offset(type(module).__name__, delay, pad, residual_shrink)
     branch = TimeShift(lag=delay - offset, lead=offset, end_pad=pad)
     return BroadcastReduce(branch, module, reduce=reduce, auto_delay=False)

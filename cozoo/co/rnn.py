@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from .checks import StepShapeError, check_step_shape
-from .module import CoModule, Valid, valid_mask
+from .module import CoModule
+from .validity import Valid, valid_mask
 
 __all__ = ["GRU", "LSTM", "RNN"]
 

@@ -22,16 +22,9 @@ import torch
 from torch import Tensor
 
 from .checks import check_step_input, check_step_shape
-from .module import (
-    CoModule,
-    Valid,
-    advance_counter,
-    first_output_offset,
-    in_tensor_mode,
-    reset_counter,
-    select_rows,
-    tick,
-)
+from .modes import in_tensor_mode
+from .module import CoModule
+from .validity import Valid, advance_counter, first_output_offset, reset_counter, select_rows, tick
 
 TEMPORAL_FILLS = ("zeros", "replicate", "neg_inf")
 

@@ -229,7 +229,7 @@ def test_steps_equal_torch_on_every_window(cls, query_index, layout):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_checklist_sequence(cls):
+def test_warm_up_then_steps_equal_torch(cls):
     """forward_steps(L-1) -> None, forward_steps(L) == torch, next steps == torch shifted."""
     ref, module = make(cls, batch_first=False)
     x = stream(steps=L + 2)

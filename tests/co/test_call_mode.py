@@ -1,5 +1,4 @@
-"""``call_mode`` property, ``co.call_mode`` context manager, ``__call__`` dispatch and hooks
-(spec 1.2, 7.1)."""
+"""``call_mode`` property, ``co.call_mode`` context manager, ``__call__`` dispatch and hooks."""
 
 from __future__ import annotations
 
@@ -244,7 +243,7 @@ def test_context_is_exception_safe():
 
 
 def test_context_with_kwargs():
-    """Spec 6: the call_mode context with a ``pad_end`` kwarg."""
+    """Keyword arguments pass through a ``co.call_mode`` block: ``m(x, pad_end=True)``."""
     m = make_conv()
     x = clip()
     with co.call_mode("forward_steps"):

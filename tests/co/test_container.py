@@ -1,5 +1,5 @@
 """Containers: Sequential, Broadcast, Parallel, ParallelDispatch, Reduce, BroadcastReduce,
-Residual, Conditional (spec 3, 6 "Containers", 7.1, 7.7).
+Residual, Conditional.
 
 References are computed with plain ``torch.nn`` modules sharing the weights, or by hand.
 """
@@ -250,7 +250,7 @@ def test_sequential_children_share_nothing_with_the_torch_module():
     assert not torch.equal(m(x), ref(x))
 
 
-# ---- properties (spec 3.2) ------------------------------------------------------------------
+# ---- properties: receptive field, delay, stride and padding from the children ----------------
 def fwd_len(m, steps):
     return m.forward(torch.randn(1, 1, steps)).shape[2]
 

@@ -1,4 +1,5 @@
-"""Continual Conv1d/2d/3d against ``torch.nn`` (spec 1.3, 1.4, 2.1, 6 "Convolution", 7.3)."""
+"""Continual Conv1d/2d/3d against ``torch.nn``: every mode, the output patterns of delay and
+stride, and the defects of ``continual-inference`` 1.2.4's convolutions done right."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def check_all_modes(ref, m, x, run_steps, pattern_of, expected_pattern, tol=TOL)
             assert_close(out, y[:, :, frame_index(t, m)], **tol)
             outs.append(out)
 
-    # forward_steps without end padding: exactly the step outputs (spec 1.4 length rule)
+    # forward_steps without end padding: exactly the step outputs, one per output step
     m.clean_state()
     no_pad = m.forward_steps(x)
     n = -(-(T - m.delay) // s) if T > m.delay else 0
@@ -217,10 +218,8 @@ def test_batch_sizes_all_modes(dims, batch, run_steps, pattern_of, expected_patt
     check_all_modes(ref, m, x, run_steps, pattern_of, expected_pattern)
 
 
-def test_spec_reference_case_conv3d_groups_dilation_replicate(
-    run_steps, pattern_of, expected_pattern
-):
-    """Spec 6: Conv3d groups=5, spatial dilation 2, stride 2, padding 1, replicate padding."""
+def test_conv3d_groups_dilation_replicate(run_steps, pattern_of, expected_pattern):
+    """Conv3d groups=5, spatial dilation 2, stride 2, padding 1, replicate padding."""
     ref = nn.Conv3d(
         5, 10, 3, stride=(1, 2, 2), padding=1, dilation=(1, 2, 2), groups=5,
         padding_mode="replicate",
@@ -241,7 +240,7 @@ def test_train_and_eval_mode_give_the_same_results(run_steps, pattern_of, expect
 
 
 # --------------------------------------------------------------------------------------------
-# Exact None patterns (spec 1.3 table)
+# Exact None patterns: output at step t iff t >= delay and (t - delay) % stride == 0
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "k, s, p, expected",
@@ -255,7 +254,7 @@ def test_train_and_eval_mode_give_the_same_results(run_steps, pattern_of, expect
         (5, 2, 1, "...O.O.O.O"),
     ],
 )
-def test_spec_none_patterns(k, s, p, expected, run_steps, pattern_of):
+def test_none_patterns(k, s, p, expected, run_steps, pattern_of):
     m = co.Conv1d(2, 3, k, stride=s, padding=p)
     assert pattern_of(run_steps(m, torch.randn(1, 2, 10))) == expected
     # the pattern restarts after clean_state
@@ -400,7 +399,7 @@ def test_forward_steps_split_equals_one_call(dims, case):
 @pytest.mark.parametrize("case", CHAIN_CASES, ids=_case_id)
 @pytest.mark.parametrize("dims", DIMS)
 def test_mixed_steps_step_steps_equals_forward(dims, case):
-    """Spec 6 (pooling style): steps(:3) / step(3) / steps(4:, pad_end) == forward."""
+    """Chunks and single steps mixed, the last chunk with ``pad_end``, concatenate to forward."""
     ref, m = make_pair(dims, **case)
     x = make_clip(dims, steps=12)
     outs = [
@@ -436,7 +435,8 @@ def test_step_after_pad_end_continues_the_stream(dims, case, run_steps, expected
 @pytest.mark.parametrize("case", CHAIN_CASES, ids=_case_id)
 @pytest.mark.parametrize("dims", DIMS)
 def test_pad_end_without_update_state_on_warm_module(dims, case):
-    """Reference bug (spec 1.5): the end padding was computed from the stale stored state."""
+    """``pad_end=True, update_state=False`` after earlier chunks: the end padding follows this
+    call's chunk (``continual-inference`` 1.2.4 computed it from the stale stored state)."""
     ref, m = make_pair(dims, **case)
     x = make_clip(dims, steps=13)
     y = ref(x)
@@ -543,7 +543,7 @@ def test_float64_all_modes(dims, run_steps, pattern_of, expected_pattern):
 
 
 # --------------------------------------------------------------------------------------------
-# Reference defects (spec 7.3) done right
+# Defects of continual-inference 1.2.4's convolutions, done right
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dims", DIMS)
 def test_k1_stride2_forward_step_respects_stride(dims, run_steps, pattern_of):
@@ -571,8 +571,8 @@ def test_temporal_dilation_is_supported(dims):
 
 
 def test_step_state_holds_raw_frames_not_k_squared_partials(tensors_of):
-    """Spec 7.3: the reference ring holds (k-1)^2 partial output frames per batch; a window
-    needs at most rf-1 input frames."""
+    """``continual-inference`` 1.2.4's state ring holds (k-1)^2 partial output frames per batch;
+    a window needs at most rf-1 input frames."""
     m = co.Conv2d(4, 16, (5, 3), padding=(2, 1))
     x = torch.randn(2, 4, 8, 9)
     m.forward_steps(x)

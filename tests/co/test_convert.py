@@ -1,9 +1,9 @@
-"""Converters ``co.continual``, ``co.forward_stepping`` and ``register`` (spec 4, 7.1, 7.9).
+"""Converters ``co.continual``, ``co.forward_stepping`` and ``register``.
 
-Deliberate differences from the reference tested here: ``co.continual`` never mutates its
-argument and raises TypeError (not AssertionError) for unknown modules; ``forward_stepping``
-keeps the torch class (``isinstance`` holds) and the ``state_dict`` keys, and the result pickles
-and deep-copies.
+Deliberate differences from ``continual-inference`` 1.2.4 tested here: ``co.continual`` never
+mutates its argument and raises TypeError (not AssertionError) for unknown modules;
+``forward_stepping`` keeps the torch class (``isinstance`` holds) and the ``state_dict`` keys,
+and the result pickles and deep-copies.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Pure time shifts: ``Delay``, ``Skip`` and ``TimeShift`` (spec 2.6, 6 "Closures/utilities").
+"""Pure time shifts: ``Delay``, ``Skip`` and ``TimeShift``.
 
-Deliberate differences from the reference that are tested here: every mode agrees with
-``forward`` on a fresh module, so ``Delay(n, auto_shrink=True)`` and ``"centered"`` both give
-``forward = x[n:-n]`` and emit from step ``2n`` (delay ``2n``); ``"lagging"`` gives ``x[:-n]``
-and end padding adds nothing; ``Skip(n).delay == n`` (the steps before its first output).
+Deliberate differences from ``continual-inference`` 1.2.4 that are tested here: every mode
+agrees with ``forward`` on a fresh module, so ``Delay(n, auto_shrink=True)`` and ``"centered"``
+both give ``forward = x[n:-n]`` and emit from step ``2n`` (delay ``2n``); ``"lagging"`` gives
+``x[:-n]`` and end padding adds nothing; ``Skip(n).delay == n`` (the steps before its first
+output).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def check_modes(m, x, expected):
 
 
 # --------------------------------------------------------------------------------------------
-# Delay: the table of spec 2.6 with our consistent semantics
+# Delay(2) on the clip 0..6: each mode's values per auto_shrink, consistent across modes
 # --------------------------------------------------------------------------------------------
 DELAY_TABLE = {
     # auto_shrink: (steps, forward_steps, forward_steps(pad_end), forward, delay)

@@ -1,6 +1,6 @@
-"""The examples of the seed README (quick-start, call modes, residuals, MobileNetV2 block,
-Squeeze-and-Excitation, Inception), checked in every mode against ``forward`` and against
-plain ``torch.nn`` computations (spec 6 "README / paper examples")."""
+"""The examples of ``continual-inference``'s README and paper (quick-start, call modes,
+residuals, MobileNetV2 block, Squeeze-and-Excitation, Inception), checked in every mode against
+``forward`` and against plain ``torch.nn`` computations."""
 
 from __future__ import annotations
 

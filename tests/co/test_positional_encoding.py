@@ -120,7 +120,7 @@ def test_parameters_and_buffers():
 
 
 def test_cyclic_table_golden_values():
-    """Values measured on continual-inference's table (spec oadtr.md 1.5)."""
+    """Values measured on ``continual-inference`` 1.2.4's table of the same size."""
     big = cyclic_positional_table(127, 1024)
     for (row, col), value in {
         (0, 600): -0.879764,

@@ -1,4 +1,4 @@
-"""State handling of the continual convolutions (spec 1.5, 1.6, 7.11).
+"""State handling of the continual convolutions.
 
 update_state=False, snapshots (get_state/set_state), per-stream clean_state, shape checks,
 dtype conversion of a live state, warm_up and the functional ``_forward_step``.
@@ -126,7 +126,7 @@ def test_update_state_false_on_fresh_module_keeps_it_fresh(dims):
 
 @pytest.mark.parametrize("dims", DIMS)
 def test_zero_step_without_update_state_is_the_padded_last_output(dims):
-    """Spec 6: ``forward_step(zeros, update_state=False)`` equals the zero-padded last output."""
+    """``forward_step(zeros, update_state=False)`` equals the zero-padded last output."""
     m = make_conv(dims, k=3, p=1)
     x = make_clip(dims)
     m.forward_steps(x)
@@ -464,7 +464,7 @@ def test_to_cuda_mid_stream_moves_the_state(tensors_of):
 
 @pytest.mark.parametrize("dims", DIMS)
 def test_state_bookkeeping_is_host_side(dims, tensors_of):
-    """Spec 7.11: the reference keeps its step counters in 0-d int64 tensors that it reads in
+    """``continual-inference`` 1.2.4 keeps its step counters in 0-d int64 tensors that it reads in
     Python ``if``s (a device sync per step on GPU). Ours holds only frame tensors."""
     m = make_conv(dims, k=3, s=2, p=1)
     x = make_clip(dims, batch=3)

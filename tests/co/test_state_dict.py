@@ -1,4 +1,5 @@
-"""Flat state dicts and ``PaddingMode`` (spec 3.1, 5.3; checklist 6 "flat state dict")."""
+"""Flat state dicts (keys without their purely numeric components, e.g. ``"0.1.conv.weight"``
+-> ``"conv.weight"``) and ``PaddingMode``, as in ``continual-inference``."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def test_encoder_forward_with_masks():
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_checklist_step_after_warm_up(num_layers):
+def test_step_after_warm_up_equals_forward(num_layers):
     ref = torch_encoder(num_layers, final_norm=num_layers == 1)
     co = TransformerEncoder.build_from(ref, sequence_len=L)
     x = stream(steps=L)
@@ -404,7 +404,7 @@ def test_onnx_export_of_a_deep_encoder(tmp_path):
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_ptflops_step_is_cheaper(num_layers):
-    """Spec 5.2: ptflops counts the attention with ``module.flops()`` (hooks registered for the
+    """ptflops counts the attention with ``module.flops()`` (hooks registered for the
     continual MHAs), without functional ops; a step costs at most forward/T (one layer) or
     forward (two)."""
     ptflops = pytest.importorskip("ptflops")

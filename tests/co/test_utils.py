@@ -1,5 +1,6 @@
-"""``co.utils``, ``co.logging`` and ``co.__about__`` (spec 5.3; checklist 6 "temporary_parameter",
-"getLogger(log_once=True)", "__about__ fields")."""
+"""``co.utils``, ``co.logging`` and ``co.__about__``, the helpers ``continual-inference`` exposes
+under the same names: ``temporary_parameter``, ``getLogger(log_once=True)``, the ``__about__``
+fields."""
 
 from __future__ import annotations
 

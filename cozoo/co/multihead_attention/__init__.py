@@ -1,6 +1,6 @@
 """Continual multi-head attention, at the module paths of ``continual-inference``.
 
-The implementation lives in ``cozoo.co.attention``; see its docstring.
+The implementation lives in the package ``cozoo.co.attention``; see its docstring.
 """
 
 from ..attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention

@@ -12,8 +12,9 @@ The two private functions keep ``continual-inference``'s state layout (``B = bat
 and the paper's update: subtract the leaving key's column, add the new key's column, compute the
 new row, output ``AV / d``. It uses raw ``exp`` (no max shift), exactly like the reference, so it
 overflows for large scores and cancels when a dominant key leaves the window; the module
-``RetroactiveMultiheadAttention`` does not use it (see ``cozoo.co.attention`` for its exact,
-subtraction-free update). The step builds new tensors (no ``torch.roll``, nothing in place).
+``RetroactiveMultiheadAttention`` does not use it (see ``cozoo.co.attention.retroactive`` for
+its exact, subtraction-free update). The step builds new tensors (no ``torch.roll``, nothing
+in place).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..attention import RetroactiveAttentionState, RetroactiveMultiheadAttention
+from ..attention.retroactive import RetroactiveMultiheadAttention
+from ..attention.states import RetroactiveAttentionState
 
 __all__ = ["RetroactiveAttentionState", "RetroactiveMultiheadAttention"]
 

@@ -7,7 +7,8 @@ The private functions keep ``continual-inference``'s state layout (``B = batch *
     Q_mem (B, n_q, d)   pre-scaled queries      K_T_mem (B, d, L)   keys     V_mem (B, L, d)
 
 The step builds new tensors (no ``torch.roll``, nothing in place) and uses ``softmax``, which is
-stable. The module ``SingleOutputMultiheadAttention`` keeps its own state (``cozoo.co.attention``).
+stable. The module ``SingleOutputMultiheadAttention`` keeps its own state
+(``cozoo.co.attention.single_output``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..attention import SingleOutputAttentionState, SingleOutputMultiheadAttention
+from ..attention.single_output import SingleOutputMultiheadAttention
+from ..attention.states import SingleOutputAttentionState
 
 __all__ = ["SingleOutputAttentionState", "SingleOutputMultiheadAttention"]
 
