@@ -188,23 +188,6 @@ def test_the_legacy_exporter_takes_the_step_too(tmp_path):
     check_against_reference(reference_run(net, frames), run_session(session, net, frames))
 
 
-def test_onnx_export_of_a_zoo_model(tmp_path):
-    """CoX3D-S (8x8 frames, pool of 2 frames: a small graph of the full architecture): the
-    ONNX step equals forward_step on every step of a stream past its warm-up. Exported with a
-    static batch (the dynamic batch is tested above; tracing it symbolically costs the most)."""
-    from cozoo.models import create_model
-
-    net = create_model("cox3d_s", pool_size=2).eval()
-    frames = torch.randn(1, 3, net.delay + 4, 8, 8)
-    path = tmp_path / "cox3d_s.onnx"
-    co_onnx.export(net, frames[:, :, 0], path, dynamic_batch=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = run_session(session, net, frames)
-    refs = reference_run(net, frames)
-    assert sum(r is not None for r in refs) == 4  # 4 steps past the warm-up, all compared
-    check_against_reference(refs, outputs)
-
-
 def test_state_batch_axes_follow_each_state_layout():
     net = recurrent()
     axes = state_batch_axes(net, torch.randn(2, 3))

@@ -4,10 +4,12 @@
   field and delay, the parameter count and the number of classes are the meta's;
 - ``forward`` on a clip equals ``forward_steps(clip, pad_end=True)`` on a fresh state, and the
   first output of ``forward_step`` comes exactly at ``delay`` (then every ``stride`` steps),
-  equal to ``forward_steps`` on the same steps.
+  equal to ``forward_steps`` on the same steps;
+- one model of each family exports its step to ONNX (``co.onnx.export``), and ONNX Runtime
+  equals ``forward_step`` on every step of a stream, validity flags included.
 
-A new family adds one entry to ``TINY``: builder kwargs and an input small enough for CI, and
-the clip length at which its ``forward`` is the streamed clip.
+A new family adds one entry to ``TINY``: builder kwargs and an input small enough for CI, the
+clip length at which its ``forward`` is the streamed clip, and the model it exports.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Tuple
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
+from cozoo.co import onnx as co_onnx
 from cozoo.models import create_model, get_model_info, list_models
 
 
@@ -29,13 +34,19 @@ class Tiny:
     kwargs: Dict[str, Any]  # builder kwargs
     step_shape: Tuple[int, ...]  # one step of one sample, e.g. (3, 32, 32)
     clip_frames: Callable[[nn.Module], int]  # T at which forward == the streamed clip
+    onnx_model: str  # the family's model exported to ONNX (the smallest graph)
+    onnx_step_shape: Tuple[int, ...]  # its step, as small as the architecture allows
 
 
 TINY: Dict[str, Tiny] = {
     # the head pool averages the whole clip in forward and the last P frames in steps: equal at
-    # T = P; 32x32 frames are the smallest the X3Ds and ResNets reduce to 1x1
-    "video": Tiny({"pool_size": 2}, (3, 32, 32), lambda model: model.pool_size),
+    # T = P; 32x32 frames are the smallest the X3Ds and ResNets reduce to 1x1 (ONNX: 8x8 frames
+    # keep CoX3D-S's whole architecture in a small graph)
+    "video": Tiny(
+        {"pool_size": 2}, (3, 32, 32), lambda model: model.pool_size, "cox3d_s", (3, 8, 8)
+    ),  # fmt: skip
 }
+FAMILIES = sorted({get_model_info(name).family for name in list_models()})
 
 MODELS: List[str] = list_models()
 
@@ -94,3 +105,31 @@ def test_steps_start_at_the_delay_and_equal_forward_steps(
         chunk = model.forward_steps(x)
     assert pattern_of(outputs) == expected_pattern(x.shape[2], model.delay, stride)
     torch.testing.assert_close(torch.stack([o for o in outputs if o is not None], 2), chunk)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_model_of_each_family_steps_the_same_in_onnx_runtime(family: str, tmp_path):
+    """The exported step equals ``forward_step`` on every step of a stream past its warm-up.
+    Exported with a static batch (``tests/co/test_export.py`` covers the dynamic one; tracing it
+    symbolically costs the most)."""
+    tiny = TINY[family]
+    net = create_model(tiny.onnx_model, **tiny.kwargs).eval()
+    frames = _clip(1, tiny.onnx_step_shape, net.delay + 4, seed=3)
+    path = tmp_path / f"{tiny.onnx_model}.onnx"
+    co_onnx.export(net, frames[:, :, 0], path, dynamic_batch=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    state = co_onnx.initial_state(net, frames[:, :, 0])
+    net.clean_state()
+    compared = 0
+    for t in range(frames.shape[2]):
+        step = frames[:, :, t]
+        output, valid, *state = session.run(
+            None, {"input": step.numpy(), **co_onnx.state_feed(state)}
+        )
+        with torch.no_grad():
+            expected = net.forward_step(step)
+        assert bool(np.asarray(valid).all()) == (expected is not None), t
+        if expected is not None:
+            np.testing.assert_allclose(output, expected.numpy(), atol=2e-6, rtol=1e-5)
+            compared += 1
+    assert compared == 4  # every step past the warm-up
