@@ -37,6 +37,7 @@ from ._meta import (
     Variant,
     VideoInput,
     WeightsMeta,
+    variant_label,
 )
 from ._registry import (
     ModelInfo,
@@ -137,4 +138,5 @@ __all__ = [
     "sha256sum",
     "state_dict_diff",
     "unwrap",
+    "variant_label",
 ]

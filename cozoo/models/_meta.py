@@ -34,6 +34,7 @@ __all__ = [
     "Variant",
     "VideoInput",
     "WeightsMeta",
+    "variant_label",
 ]
 
 KINETICS_MEAN: Tuple[float, float, float] = (0.45, 0.45, 0.45)
@@ -143,6 +144,11 @@ class Compute:
     note: Optional[str] = None
 
 
+def variant_label(kwargs: Mapping[str, Any]) -> str:
+    """Builder kwargs as a label: ``{"pool_size": 64}`` -> ``"pool_size=64"``."""
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
 @dataclass(frozen=True)
 class Variant:
     """A configuration of the architecture that published figures refer to: builder
@@ -156,7 +162,7 @@ class Variant:
     @property
     def label(self) -> str:
         """``"pool_size=64"`` (empty for the builder's defaults)."""
-        return ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+        return variant_label(self.kwargs)
 
 
 @dataclass(frozen=True)

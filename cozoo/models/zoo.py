@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from ._meta import Result, WeightsMeta
+from ._meta import Result, WeightsMeta, variant_label
 from ._registry import get_model_info, list_models
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
@@ -40,7 +40,7 @@ def zoo_rows(family: Optional[str] = None) -> List[dict]:
                     "model": meta.display_name,
                     "builder": name,
                     "family": info.family,
-                    "variant": ", ".join(f"{k}={v}" for k, v in result.variant.items()),
+                    "variant": variant_label(result.variant),
                     "metric": f"{result.dataset} {result.metric} ({result.unit})",
                     "value": result.value,
                     "params_m": meta.num_params / 1e6,

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from cozoo.models import get_model_weights
+from cozoo.models import get_model_weights, variant_label
 
 from ._base import MODES, ContinualTask
 from .results import ResultRow, format_table, published_result, weights_label
@@ -164,7 +164,7 @@ class ClassificationTask(ContinualTask):
             rows.append(
                 ResultRow(
                     model=self.model_name,
-                    variant=", ".join(f"{k}={v}" for k, v in variant.items()),
+                    variant=variant_label(variant),
                     weights=weights_label(self.model_name, weights, ckpt_path),
                     mode=mode,
                     metrics=values,

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, List, Optional, Tuple, Union
+from typing import ClassVar, List, Optional, Union
 
-from .._scan import ScanSummary, probe_files, scan_cache_file
+from .._scan import FileScanReport, probe_files, scan_cache_file
 from .listing import VideoRecord, list_split, split_key
 
 __all__ = ["ScanReport", "probe_video", "scan"]
@@ -42,23 +41,16 @@ def probe_video(path: PathLike, decode: bool = True) -> Optional[str]:
         return f"{type(e).__name__}: {e}"
 
 
-@dataclass
-class ScanReport(ScanSummary):
-    """Result of :func:`scan`: the readable ``videos`` and the bad files with their reasons."""
+class ScanReport(FileScanReport):
+    """Result of :func:`scan`: the readable videos (``ok``, also named ``videos``) and the bad
+    files with their reasons."""
 
-    root: str
-    split: str
-    layout: str
-    class_names: List[str]
-    videos: List[VideoRecord]
-    missing: List[Tuple[str, str]] = field(default_factory=list)
-    unreadable: List[Tuple[str, str]] = field(default_factory=list)
     item_noun: ClassVar[str] = "videos"
 
     @property
-    def ok(self) -> List[VideoRecord]:
-        """The readable videos (the generic name of :attr:`videos`)."""
-        return self.videos
+    def videos(self) -> List[VideoRecord]:
+        """The readable videos (``ok``)."""
+        return self.ok
 
 
 def scan(
