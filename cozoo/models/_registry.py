@@ -71,22 +71,24 @@ def register_model(
     family: Optional[str] = None,
     task: str = "classification",
     input: Optional[InputSpec] = None,
+    name: Optional[str] = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder under its function name.
+    """Register a builder under ``name`` (default: its function name).
 
     ``weights``: its ``WeightsEnum``; ``family``: defaults to the ``cozoo.models`` sub-package
     the builder is defined in (required elsewhere); ``task``: ``"classification"``,
     ``"detection"``...; ``input``: the input protocol when ``weights`` has none (models without
-    published checkpoints), so that benchmarks know the model's input shape."""
+    published checkpoints), so that benchmarks know the model's input shape; ``name``: the
+    registered name when the function's cannot be it (``"str"``, a builtin's name)."""
 
     def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        name = builder.__name__
-        if name in _MODELS:
-            raise ValueError(f"register_model: a model named {name!r} is already registered")
+        key = name or builder.__name__
+        if key in _MODELS:
+            raise ValueError(f"register_model: a model named {key!r} is already registered")
         where = family or _family_of(builder.__module__)
         if where is None:
             raise ValueError(
-                f"register_model: {name!r} is defined outside cozoo's family packages "
+                f"register_model: {key!r} is defined outside cozoo's family packages "
                 f"({builder.__module__}); pass family=..."
             )
         spec = (
@@ -94,7 +96,7 @@ def register_model(
             if input is not None
             else (None if weights is None else weights.DEFAULT.transforms)
         )
-        _MODELS[name] = ModelInfo(name, builder, weights, where, task, spec)
+        _MODELS[key] = ModelInfo(key, builder, weights, where, task, spec)
         return builder
 
     return register

@@ -20,7 +20,7 @@ skeleton models store this ``A`` and are only compatible with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Dict, Tuple
 
 import numpy as np
@@ -81,11 +81,31 @@ _NTU_INWARD_1_BASED: Tuple[Link, ...] = (
 NTU = Skeleton(
     name="ntu",
     joint_names=(
-        "spine base", "spine mid", "neck", "head", "left shoulder", "left elbow",
-        "left wrist", "left hand", "right shoulder", "right elbow", "right wrist",
-        "right hand", "left hip", "left knee", "left ankle", "left foot", "right hip",
-        "right knee", "right ankle", "right foot", "spine shoulder", "left hand tip",
-        "left thumb", "right hand tip", "right thumb",
+        "spine base",
+        "spine mid",
+        "neck",
+        "head",
+        "left shoulder",
+        "left elbow",
+        "left wrist",
+        "left hand",
+        "right shoulder",
+        "right elbow",
+        "right wrist",
+        "right hand",
+        "left hip",
+        "left knee",
+        "left ankle",
+        "left foot",
+        "right hip",
+        "right knee",
+        "right ankle",
+        "right foot",
+        "spine shoulder",
+        "left hand tip",
+        "left thumb",
+        "right hand tip",
+        "right thumb",
     ),  # fmt: skip
     inward=_zero_based(_NTU_INWARD_1_BASED),
     root=20,
@@ -96,19 +116,65 @@ NTU = Skeleton(
 KINETICS = Skeleton(
     name="kinetics",
     joint_names=(
-        "nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder",
-        "left elbow", "left wrist", "right hip", "right knee", "right ankle", "left hip",
-        "left knee", "left ankle", "right eye", "left eye", "right ear", "left ear",
+        "nose",
+        "neck",
+        "right shoulder",
+        "right elbow",
+        "right wrist",
+        "left shoulder",
+        "left elbow",
+        "left wrist",
+        "right hip",
+        "right knee",
+        "right ankle",
+        "left hip",
+        "left knee",
+        "left ankle",
+        "right eye",
+        "left eye",
+        "right ear",
+        "left ear",
     ),  # fmt: skip
     inward=(
-        (4, 3), (3, 2), (7, 6), (6, 5), (13, 12), (12, 11), (10, 9), (9, 8), (11, 5), (8, 2),
-        (5, 1), (2, 1), (0, 1), (15, 0), (14, 0), (17, 15), (16, 14),
+        (4, 3),
+        (3, 2),
+        (7, 6),
+        (6, 5),
+        (13, 12),
+        (12, 11),
+        (10, 9),
+        (9, 8),
+        (11, 5),
+        (8, 2),
+        (5, 1),
+        (2, 1),
+        (0, 1),
+        (15, 0),
+        (14, 0),
+        (17, 15),
+        (16, 14),
     ),  # fmt: skip
     root=1,
     # Kinetics-skeleton bones are rooted at the nose (0), unlike the graph (neck).
     bones=(
-        (0, 0), (1, 0), (2, 1), (3, 2), (4, 3), (5, 1), (6, 5), (7, 6), (8, 2), (9, 8),
-        (10, 9), (11, 5), (12, 11), (13, 12), (14, 0), (15, 0), (16, 14), (17, 15),
+        (0, 0),
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 3),
+        (5, 1),
+        (6, 5),
+        (7, 6),
+        (8, 2),
+        (9, 8),
+        (10, 9),
+        (11, 5),
+        (12, 11),
+        (13, 12),
+        (14, 0),
+        (15, 0),
+        (16, 14),
+        (17, 15),
     ),  # fmt: skip
 )
 
@@ -135,7 +201,7 @@ def _normalise_columns(matrix: np.ndarray) -> np.ndarray:
     return matrix * scale[None, :]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adjacency(graph: str) -> np.ndarray:
     skeleton = get_skeleton(graph)
     v = skeleton.num_joints
