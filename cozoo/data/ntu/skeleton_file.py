@@ -125,6 +125,6 @@ def write_skeleton(path: PathLike, frames: Sequence[Sequence[np.ndarray]]) -> No
                 dx, dy = 256 + 365 * x / zz, 212 - 365 * y / zz
                 cx, cy = 960 + 1050 * x / zz, 540 - 1050 * y / zz
                 out.append(
-                    f"{x:.7g} {y:.7g} {z:.7g} {dx:.5g} {dy:.5g} {cx:.5g} {cy:.5g} 0.1 0.2 0.3 0.9 2"
+                    f"{x:.9g} {y:.9g} {z:.9g} {dx:.5g} {dy:.5g} {cx:.5g} {cy:.5g} 0.1 0.2 0.3 0.9 2"
                 )
     Path(path).write_text("\n".join(out) + "\n")
