@@ -206,7 +206,7 @@ def _body(label: int, length: int, rng: np.random.Generator) -> np.ndarray:
         swing = 0.25 * np.sin(2 * np.pi * (t / period + phase))
         for k, shoulder in enumerate(arms):
             _turn(pos, shoulder, _subtree(shoulder), _rot("x", swing if k else -swing))
-        turns = sign * 2 * np.pi * (t / (2.0 * period) + phase)
+        turns = sign * 2 * np.pi * (t / period + phase)
         _turn(pos, _J["spine base"], list(range(NTU.num_joints)), _rot("y", turns))
     # idle sway of the whole body
     sway = np.radians(3.0) * np.sin(2 * np.pi * t / rng.uniform(60, 120) + rng.uniform(0, 6.3))
