@@ -19,6 +19,7 @@ import hashlib
 import os
 import pickle
 import socket
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 import torch
+import torch._weights_only_unpickler
 
 from cozoo import safe_pickle
 from cozoo.co.logging import getLogger
@@ -37,6 +39,7 @@ from ._errors import ChecksumError, UnpinnedChecksumWarning, UnsafeCheckpointErr
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
+    "UnloadedObject",
     "cache_dir",
     "cache_path",
     "download",
@@ -189,9 +192,106 @@ def _refused_global(message: str) -> Optional[str]:
     """The line of a ``weights_only`` failure that names a refused global, if that is why
     (other failures, e.g. an unsupported opcode in a damaged file, are corruption)."""
     for line in message.splitlines():
-        if "Unsupported global" in line or "not an allowed global" in line:
+        if any(text in line for text in ("Unsupported global", "not an allowed global", "blocked")):
             return line.strip().replace("WeightsUnpickler error: ", "")[:300]
     return None
+
+
+class UnloadedObject:
+    """Stands in for an object of a class a checkpoint names but torch's weights-only
+    allow-list does not hold (e.g. a Lightning run's hyper-parameter objects): the class is
+    never imported nor called; ``global_name``, the constructor ``args``, the pickled ``state``
+    and any ``items``/``elements`` set on it are kept as data."""
+
+    global_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> UnloadedObject:
+        self = object.__new__(cls)
+        self.args, self.state, self.items, self.elements = args, None, {}, []
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+
+    def append(self, item: Any) -> None:
+        self.elements.append(item)
+
+    def extend(self, items: Any) -> None:
+        self.elements.extend(items)
+
+    def __repr__(self) -> str:
+        return f"<unloaded {self.global_name}>"
+
+
+def _placeholder(name: str) -> type:
+    return type("UnloadedObject", (UnloadedObject,), {"global_name": name, "__slots__": ()})
+
+
+class _PlaceholderUnpickler(torch._weights_only_unpickler.Unpickler):  # type: ignore[name-defined]
+    """torch's weights-only unpickler; the placeholders may also be filled like lists/dicts."""
+
+    def _check_set_item_target(self, opcode: str) -> None:
+        if not isinstance(self.stack[-1], UnloadedObject):
+            super()._check_set_item_target(opcode)
+
+    def _check_append_target(self, list_obj: Any) -> None:
+        if not isinstance(list_obj, UnloadedObject):
+            super()._check_append_target(list_obj)
+
+
+class _PlaceholderPickleModule:
+    """The ``pickle_module`` torch.load reads ``data.pkl`` with (as it does with its own
+    weights-only module when ``weights_only=True``)."""
+
+    Unpickler = _PlaceholderUnpickler
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _PlaceholderUnpickler(file, **kwargs).load()
+
+
+#: Standard-library globals that may stand for hyper-parameter data; any other global of the
+#: standard library (``builtins.open``, ``os.system``, ``functools.partial`` ...) is no
+#: hyper-parameter object but an attempt to run code: such a file is refused outright.
+_STDLIB_DATA_GLOBALS = ("argparse.Namespace", "pathlib.", "datetime.", "collections.", "enum.")
+
+
+def _never_replaced(name: str) -> bool:
+    module = name.split(".", 1)[0]
+    stdlib = module in getattr(sys, "stdlib_module_names", ()) or module == "__builtin__"
+    return stdlib and not name.startswith(_STDLIB_DATA_GLOBALS)
+
+
+def _load_with_placeholders(path: Path) -> Any:
+    """``torch.load`` with torch's weights-only allow-list, every other global named in the file
+    replaced by an inert ``UnloadedObject`` subclass. None when torch cannot list them (a legacy
+    file, a torch without ``get_unsafe_globals_in_checkpoint``) or when one is a function or
+    class of the standard library (``_never_replaced``); torch still refuses the globals of the
+    modules it blocks."""
+    unsafe_globals = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if unsafe_globals is None or not zipfile.is_zipfile(path):
+        return None
+    names = sorted(unsafe_globals(path))
+    if any(_never_replaced(name) for name in names):
+        return None
+    placeholders = [(_placeholder(name), name) for name in names]
+    with torch.serialization.safe_globals(placeholders):
+        loaded = torch.load(
+            path, map_location="cpu", weights_only=False, pickle_module=_PlaceholderPickleModule
+        )
+    message = (
+        f"{path.name}: not loaded (replaced by inert UnloadedObject placeholders, tensors "
+        f"intact): {', '.join(names)}"
+    )
+    logger.warning(message)
+    warnings.warn(message, stacklevel=4)
+    return loaded
 
 
 def _torch_load(path: Path) -> Any:
@@ -203,11 +303,18 @@ def _torch_load(path: Path) -> Any:
         reason = _refused_global(str(error))
         if reason is None:
             raise
+    try:
+        loaded = _load_with_placeholders(path)
+    except pickle.UnpicklingError as error:
+        reason = f"{reason}; with placeholders: {str(error)[:300]}"
+        loaded = None
+    if loaded is None:
         raise UnsafeCheckpointError(
             f"Refused to load {path}: it holds objects other than tensors and plain containers, "
             f"and cozoo reads checkpoints only with torch.load(weights_only=True). "
             f"torch says: {reason}"
-        ) from None
+        )
+    return loaded
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Any:
@@ -215,9 +322,12 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Any:
 
     torch files (zip or legacy format, whatever the suffix: ``.pyth``, ``.pt``, ``.pth``,
     Lightning's ``.ckpt``) go through ``torch.load(weights_only=True, map_location="cpu")``;
-    other ``.pkl``/``.pickle`` files (Caffe2) through the numpy-only unpickler of
+    objects of other classes in a zip file (e.g. the hyper-parameters of a Lightning ``.ckpt``)
+    are replaced by inert ``UnloadedObject`` placeholders, with a warning naming them; other
+    ``.pkl``/``.pickle`` files (Caffe2) through the numpy-only unpickler of
     :mod:`cozoo.safe_pickle`. A file that cannot be parsed raises ``WeightsError`` ("corrupt or
-    truncated"); one holding other objects raises ``UnsafeCheckpointError``."""
+    truncated"); one whose objects cannot be replaced (globals of blocked modules, a legacy
+    file) raises ``UnsafeCheckpointError``."""
     path = Path(path)
     try:
         if path.suffix.lower() in _PICKLE_SUFFIXES and not _looks_like_torch_file(path):
