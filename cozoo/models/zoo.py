@@ -18,9 +18,26 @@ START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 
 
 def _headline(meta: WeightsMeta) -> List[Result]:
-    """The results the table shows: those of the entry's first metric given in %."""
+    """The results the table shows: those of the entry's first metric given in %, in the first
+    result's table, single stream (a skeleton entry also lists its 2-stream results)."""
     first = next((r for r in meta.published if r.unit == "%"), None)
-    return [] if first is None else [r for r in meta.published if r.metric == first.metric]
+    if first is None:
+        return []
+    return [
+        r
+        for r in meta.published
+        if r.metric == first.metric
+        and r.setting.get("table") == first.setting.get("table")
+        and r.setting.get("streams", 1) == 1
+    ]
+
+
+def _setting_label(result: Result) -> str:
+    """The variant's builder kwargs, else the evaluation setting (``split=xsub``)."""
+    if result.variant:
+        return variant_label(result.variant)
+    shown = {k: v for k, v in result.setting.items() if k in ("split", "modality")}
+    return variant_label(shown)
 
 
 def zoo_rows(family: Optional[str] = None) -> List[dict]:
@@ -40,7 +57,7 @@ def zoo_rows(family: Optional[str] = None) -> List[dict]:
                     "model": meta.display_name,
                     "builder": name,
                     "family": info.family,
-                    "variant": variant_label(result.variant),
+                    "variant": _setting_label(result),
                     "metric": f"{result.dataset} {result.metric} ({result.unit})",
                     "value": result.value,
                     "params_m": meta.num_params / 1e6,

@@ -23,10 +23,23 @@ def test_zoo_rows_cover_every_published_pool_size():
         ("cox3d_m", "pool_size=64"), ("cox3d_l", "pool_size=16"), ("cox3d_l", "pool_size=64"),
         ("coslow", "pool_size=8"), ("coslow", "pool_size=64"), ("coi3d", "pool_size=8"),
     }  # fmt: skip
+    metrics = {
+        "video": "Kinetics-400 top-1 accuracy (%)",
+        "skeleton": "NTU RGB+D 60 top-1 accuracy (%)",
+    }
     for r in rows:
         assert r["reduction"] == r["clip"] / r["step"]
-        assert r["family"] == "video"
-        assert r["metric"] == "Kinetics-400 top-1 accuracy (%)"
+        assert r["metric"] == metrics[r["family"]]
+
+
+def test_zoo_has_one_skeleton_row_per_continual_model_with_its_table_ii_figure():
+    rows = {r["builder"]: r for r in zoo_rows(family="skeleton")}
+    assert set(rows) == {"costgcn", "costgcn_mod", "coagcn", "coagcn_mod", "costr", "costr_mod"}
+    assert (rows["costgcn_mod"]["value"], rows["costgcn_mod"]["variant"]) == (
+        86.3,
+        "split=xsub, modality=joint",
+    )
+    assert (rows["costgcn_mod"]["receptive_field"], rows["costgcn_mod"]["delay"]) == (300, 299)
 
 
 def test_zoo_table_has_one_table_per_family_and_none_for_an_unknown_one():

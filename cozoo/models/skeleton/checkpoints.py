@@ -73,12 +73,13 @@ def detect_source_format(state: Mapping[str, Any]) -> str:
 
 
 def _check_graphs(model: nn.Module, converted: Mapping[str, Any]) -> None:
-    """Fixed graphs (``A`` without gradient) of the file must be the model's."""
+    """Fixed graphs (``A`` buffers; the attention units' ``A`` is a trainable parameter) of the
+    file must be the model's."""
     own = model.state_dict(keep_vars=True)
     wrong = []
     for key, value in converted.items():
         param = own.get(key)
-        if not key.endswith(".A") or not isinstance(param, nn.Parameter) or param.requires_grad:
+        if not key.endswith(".A") or param is None or isinstance(param, nn.Parameter):
             continue
         if not isinstance(value, torch.Tensor) or value.shape != param.shape:
             continue  # the strict load reports the shape

@@ -18,7 +18,7 @@ last 300 frames.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
@@ -39,6 +39,24 @@ from .regular import RegularSkeletonNet, skeleton_input_error
 from .units import ADAPTIVE_UNITS
 
 __all__ = ["CoSkeletonNet", "PersonJointMean", "SkeletonDataNorm"]
+
+
+def _per_person(valid: Any, persons: int) -> Any:
+    """Per-stream validity flags ``(N,)`` as flags of the ``N·M`` person rows."""
+    if isinstance(valid, tuple):
+        return tuple(flag for flag in valid for _ in range(persons))
+    if isinstance(valid, Tensor) and valid.dim() == 1:
+        return valid.repeat_interleave(persons)
+    return valid
+
+
+def _per_stream(valid: Any, persons: int) -> Any:
+    """Flags of the ``N·M`` person rows (equal within a stream) as per-stream flags ``(N,)``."""
+    if isinstance(valid, tuple):
+        return valid[::persons]
+    if isinstance(valid, Tensor) and valid.dim() == 1:
+        return valid[::persons]
+    return valid
 
 
 class SkeletonDataNorm(Stateless, nn.BatchNorm1d):
@@ -66,6 +84,10 @@ class SkeletonDataNorm(Stateless, nn.BatchNorm1d):
         normed = nn.BatchNorm1d.forward(self, flat)
         return normed.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
 
+    def _step(self, x: Tensor, state: Any, valid: Any = True):
+        y, valid, state = super()._step(x, state, valid)
+        return y, _per_person(valid, self.persons), state
+
     def _frame(self, x: Tensor) -> Tensor:
         self._check(x, step=True)
         n, c, v, m = x.shape
@@ -85,6 +107,10 @@ class PersonJointMean(Stateless):
     def forward(self, x: Tensor) -> Tensor:
         nm, c, t, v = x.shape
         return x.reshape(nm // self.persons, self.persons, c, t, v).mean(4).mean(1)
+
+    def _step(self, x: Tensor, state: Any, valid: Any = True):
+        y, valid, state = super()._step(x, state, valid)
+        return y, _per_stream(valid, self.persons), state
 
     def _frame(self, x: Tensor) -> Tensor:
         nm, c, v = x.shape
@@ -113,13 +139,13 @@ def _shortcut(plan: BlockPlan) -> nn.Module:
     steps after a stride of 2)."""
     crop = TEMPORAL_KERNEL // 2 - plan.padding
     layers: Dict[str, nn.Module] = OrderedDict()
+    if crop:  # before the 1x1 conv, which then skips the frames the crop drops
+        layers["align"] = co.Delay(crop, auto_shrink=True)
     if plan.shortcut == "conv":
         layers["t_conv"] = co.Conv2d(
             plan.in_channels, plan.out_channels, 1, stride=(plan.stride, 1)
         )
         layers["bn"] = nn.BatchNorm2d(plan.out_channels)
-    if crop:
-        layers["align"] = co.Delay(crop, auto_shrink=True)
     if not layers:
         return co.Identity()
     return co.Sequential(layers)
@@ -202,6 +228,18 @@ class CoSkeletonNet(co.Sequential):
         self.num_joints, self.base_channels = joints, base_channels
         self.pool_size, self.pool_padding, self.adaptive_unit = size, padding, adaptive_unit
         kaiming_init(self, num_classes)
+
+    def clean_state(self, streams: Optional[Sequence[int]] = None) -> None:
+        """Forget the state of all streams, or of the given stream indices of the batch."""
+        if streams is None:
+            super().clean_state()
+            return
+        m = self.num_persons
+        # Between data_bn and pool_joints every person is a batch row: stream s is rows
+        # s·M .. s·M + M - 1 there (negative s counts from the end, and so do its rows).
+        rows = [int(s) * m + p for s in streams for p in range(m)]
+        for name, child in self.named_children():
+            child.clean_state(rows if name == "layers" else streams)
 
     # ---- the regular network with the same weights -----------------------------------------
     def to_regular(self) -> RegularSkeletonNet:

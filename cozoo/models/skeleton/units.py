@@ -48,10 +48,8 @@ def init_branch_conv(conv: nn.Conv2d, branches: int) -> None:
         nn.init.zeros_(conv.bias)
 
 
-def _frozen_adjacency(adjacency: np.ndarray) -> nn.Parameter:
-    """The fixed graph ``(3, V, V)`` as a parameter without gradient (the checkpoints store it
-    as ``A``)."""
-    return nn.Parameter(torch.tensor(np.asarray(adjacency), dtype=torch.float32), False)
+def _adjacency_tensor(adjacency: np.ndarray) -> Tensor:
+    return torch.tensor(np.asarray(adjacency), dtype=torch.float32)
 
 
 def _down(in_channels: int, out_channels: int) -> Optional[nn.Sequential]:
@@ -88,7 +86,9 @@ class GraphUnit(_FramewiseUnit):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.num_joints = adjacency.shape[-1]
-        self.A = _frozen_adjacency(adjacency)
+        # The fixed graph: a buffer (the checkpoints store it as ``A``; not a parameter, so
+        # that parameter counts are the published ones).
+        self.register_buffer("A", _adjacency_tensor(adjacency))
         self.graph_attn = nn.Parameter(torch.ones(self.A.shape))
         self.g_conv = nn.ModuleList(nn.Conv2d(in_channels, out_channels, 1) for _ in range(3))
         self.bn = nn.BatchNorm2d(out_channels)
@@ -239,7 +239,7 @@ class SpatialAttentionUnit(_FramewiseUnit):
                 f"({self.heads} heads of d_k = out_channels / 4), got {out_channels}"
             )
         self.key_channels, self.value_channels = out_channels // 4, out_channels
-        self.A = nn.Parameter(torch.tensor(np.asarray(adjacency), dtype=torch.float32))
+        self.A = nn.Parameter(_adjacency_tensor(adjacency))
         self.data_bn = nn.BatchNorm1d(in_channels * v)
         self.attention_conv = nn.Module()
         self.attention_conv.qkv_conv = nn.Conv2d(
@@ -258,10 +258,7 @@ class SpatialAttentionUnit(_FramewiseUnit):
         """``(F, C_in, V)`` frames -> ``(F, d_v, V)`` attention output (before ``attn_out``)."""
         f, _, v = frames.shape
         h, dk, dv = self.heads, self.key_channels, self.value_channels
-        qkv = torch.nn.functional.conv1d(
-            frames, self.attention_conv.qkv_conv.weight.squeeze(-1),
-            self.attention_conv.qkv_conv.bias,
-        )  # fmt: skip
+        qkv = self.attention_conv.qkv_conv(frames.unsqueeze(-1)).squeeze(-1)
         q, k, val = torch.split(qkv, (dk, dk, dv), dim=1)
         q = q.reshape(f, h, dk // h, v) * (dk // h) ** -0.5
         k = k.reshape(f, h, dk // h, v)
