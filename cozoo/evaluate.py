@@ -7,6 +7,8 @@
     python -m cozoo.evaluate recipe=cox3d_m16 weights=/ckpts/x3d_m.pyth data.root=/data/k400
     python -m cozoo.evaluate recipe=cox3d_m ckpt_path=runs/cox3d_m/ID/checkpoints/last.ckpt
     python -m cozoo.evaluate recipe=cox3d_m weights=runs/cox3d_m/ID/checkpoints/last.ckpt
+    python -m cozoo.evaluate recipe=costgcn_mod weights=stgcnmod_ntu60_xsub_joint.ckpt \
+        bone_weights=stgcnmod_ntu60_xsub_bone.ckpt data.root=/data/ntu     # two streams
 
 The protocol is the recipe's: one clip per video; the clip mode runs ``forward`` on the
 protocol's clip, the continual mode cleans the state for every batch, warms up on the clip's own
@@ -14,6 +16,10 @@ leading steps (``delay`` of them) and predicts from the last step. Without ``dat
 generated sample is read with the same ``sample`` settings as ``cozoo.train`` uses, so
 ``ckpt_path=<run>/checkpoints/last.ckpt`` reproduces the run's last validation exactly (a data
 setting that differs from the one saved in the checkpoint is reported).
+
+A weights *file* is compared with the published figures of the entry the recipe names
+(``published.weights``); ``bone_weights=FILE`` evaluates the two-stream model (joint + bone logits
+summed, on the ``joint_bone`` input) against the entry's two-stream figure.
 
 The task renders the results table (also written to ``results_file``): the measured metrics
 beside the published ones of the weights (``meta.published``), e.g. for classification::
@@ -86,7 +92,19 @@ def _build_module(cfg: DictConfig) -> Optional[ContinualTask]:
     if member is not None:
         with open_dict(cfg):
             cfg.model.num_classes = int(member.meta.num_classes)
+    bone = cfg.get("bone_weights")
+    if bone:
+        # The two-stream model: joint + bone logits, on the 6-channel joint_bone input.
+        with open_dict(cfg):
+            cfg.model.bone_weights = str(bone)
+            cfg.data.modality = "joint_bone"
     return None
+
+
+def _published_weights(cfg: DictConfig) -> Optional[str]:
+    """The weights entry the recipe's published figures come from (``published.weights``)."""
+    published = cfg.get("published")
+    return None if published is None else published.get("weights")
 
 
 def data_differences(ckpt_path: str, datamodule: LightningDataModule) -> Dict[str, Any]:
@@ -104,6 +122,8 @@ def evaluate(cfg: DictConfig) -> List[ResultRow]:
     seed_everything(cfg.seed, workers=True)
     module = _build_module(cfg)
     datamodule, module = build_datamodule_and_module(cfg, module)
+    if hasattr(module, "published_weights") and not cfg.get("ckpt_path"):
+        module.published_weights = _published_weights(cfg)
     logger.info("cozoo.evaluate %s: %s", cfg.name, describe_data(cfg))
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:

@@ -221,9 +221,21 @@ class WeightsMeta:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     temporal_note: Optional[str] = None
 
-    def find(self, metric: str, **variant: Any) -> Optional[Result]:
-        """The published result of ``metric`` for ``variant`` (e.g. ``pool_size=64``), or None."""
-        return next((r for r in self.published if r.matches(metric, **variant)), None)
+    def find(
+        self, metric: str, setting: Optional[Mapping[str, Any]] = None, **variant: Any
+    ) -> Optional[Result]:
+        """The first published result of ``metric`` for ``variant`` (e.g. ``pool_size=64``)
+        whose setting includes ``setting`` (e.g. ``{"streams": 2}``), or None."""
+        wanted = dict(setting or {})
+        return next(
+            (
+                r
+                for r in self.published
+                if r.matches(metric, **variant)
+                and all(r.setting.get(k) == v for k, v in wanted.items())
+            ),
+            None,
+        )
 
     def results(self, metric: Optional[str] = None) -> Tuple[Result, ...]:
         """The published results (of ``metric``)."""

@@ -3,11 +3,14 @@
 ::
 
     optimizer: {name: sgd | adamw, lr: 0.1, momentum: 0.9, weight_decay: 5e-5}
-    scheduler: {name: cosine | constant, warmup_fraction: 0.1}
+    scheduler: {name: cosine | constant | onecycle, warmup_fraction: 0.1}
 
 Weight decay applies to the weights of convolutions and linear layers only (parameters with more
 than one dimension), not to norms and biases. The schedule is per optimiser step: a linear
-warm-up from 0 over ``warmup_fraction`` of the steps, then constant or a cosine decay to 0.
+warm-up from 0 over ``warmup_fraction`` of the steps, then constant or a cosine decay to 0;
+``onecycle`` is torch's ``OneCycleLR`` (Smith & Topin 2019: a cosine rise over
+``warmup_fraction`` of the steps to the optimiser's lr and a cosine fall far below it, with SGD's
+momentum cycled the other way), the fine-tuning schedule of the stride-one skeleton models.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ OPTIMIZERS: Dict[str, Dict[str, Any]] = {
 SCHEDULERS: Dict[str, Dict[str, Any]] = {
     "cosine": {"warmup_fraction": 0.0},
     "constant": {"warmup_fraction": 0.0},
+    "onecycle": {"warmup_fraction": 0.3},
 }
 """Schedule names and their settings with defaults."""
 
@@ -103,6 +107,13 @@ def build_scheduler(optimizer, config: Mapping[str, Any], total_steps: int) -> D
     """Lightning's ``lr_scheduler`` dict: the schedule of ``config`` stepped per batch."""
     config = check_scheduler(config)
     total = max(int(total_steps), 1)
+    if config["name"] == "onecycle":
+        peak = [group["lr"] for group in optimizer.param_groups]
+        fraction = min(max(float(config["warmup_fraction"]), 1.0 / total), 0.99)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=peak, total_steps=total, pct_start=fraction
+        )
+        return {"scheduler": scheduler, "interval": "step", "frequency": 1}
     warmup = int(round(config["warmup_fraction"] * total))
     schedule = lr_factor_schedule(config["name"], warmup, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -32,9 +32,14 @@ from torchmetrics.classification import MulticlassAccuracy
 from cozoo.models import get_model_weights, variant_label
 
 from ._base import MODES, ContinualTask
-from .results import ResultRow, format_table, published_result, weights_label
+from .results import ResultRow, format_table, published_result, weights_label, weights_member
 
-__all__ = ["ClassificationTask", "VideoClassifier", "upgrade_hparams"]
+__all__ = ["CLIP_OUTPUTS", "ClassificationTask", "VideoClassifier", "upgrade_hparams"]
+
+#: How the clip mode turns the clip's logits ``(B, K, T_out)`` into ``(B, K)``: their ``mean``
+#: over time, or the ``first`` output (the published protocol of the original continual
+#: skeleton networks, whose first output is the prediction at frame 296 of 300).
+CLIP_OUTPUTS = ("mean", "first")
 
 #: The published metric the results table puts beside the measured top-1.
 PUBLISHED_METRIC = "top-1 accuracy"
@@ -49,15 +54,30 @@ class ClassificationTask(ContinualTask):
     Args:
         model: the network's config (``ContinualTask``); ``num_classes`` K is required.
         label_smoothing: of the cross-entropy.
+        clip_output: ``"mean"`` or ``"first"`` (``CLIP_OUTPUTS``), in training and clip mode.
         **kwargs: ``ContinualTask``'s (``input_key``, ``init``, ``optimizer``, ``scheduler``,
             ``clip_eval``, ``continual_eval``, ``predict_steps``, ``clip_frames``,
             ``clip_align``).
     """
 
-    def __init__(self, model: Mapping[str, Any], label_smoothing: float = 0.0, **kwargs: Any):
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        label_smoothing: float = 0.0,
+        clip_output: str = "mean",
+        **kwargs: Any,
+    ):
         if not isinstance(model, Mapping) or not model.get("num_classes"):
             raise ValueError(f"ClassificationTask: model needs num_classes, got {model!r}")
+        if clip_output not in CLIP_OUTPUTS:
+            raise ValueError(
+                f"ClassificationTask: clip_output must be one of {CLIP_OUTPUTS}, "
+                f"got {clip_output!r}"
+            )
         super().__init__(model, **kwargs)
+        #: The weights entry whose published figures a weights *file* is compared with (set by
+        #: ``cozoo.evaluate`` from the recipe's ``published.weights``).
+        self.published_weights: Optional[str] = None
         num_classes = int(model["num_classes"])
         top_k = min(5, num_classes)
         self.metrics = nn.ModuleDict(
@@ -93,8 +113,10 @@ class ClassificationTask(ContinualTask):
 
     # ---- the two modes --------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        """Clip mode: ``x (B, C, T, ...)`` -> logits ``(B, K)`` (averaged over time)."""
-        return self.model(x).mean(dim=2)
+        """Clip mode: ``x (B, C, T, ...)`` -> logits ``(B, K)`` (averaged over time, or the
+        first output: ``clip_output``)."""
+        logits = self.model(x)
+        return logits[:, :, 0] if self.hparams.clip_output == "first" else logits.mean(dim=2)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         x, label = self.batch_input(batch), batch["label"]
@@ -146,8 +168,14 @@ class ClassificationTask(ContinualTask):
         checkpoint: nothing is published for it)."""
         weights = self.hparams.model.get("weights")
         variant = self.variant()
+        # A weights file (the skeleton checkpoints have no URL) is compared with the entry the
+        # recipe names; a two-stream model with the entry's two-stream result.
+        source = weights
+        if weights_member(self.model_name, weights) is None:
+            source = self.published_weights
+        setting = {"streams": 2} if getattr(self.model, "streams", 1) == 2 else None
         published = None if ckpt_path else published_result(
-            self.model_name, weights, PUBLISHED_METRIC, variant
+            self.model_name, source, PUBLISHED_METRIC, variant, setting
         )  # fmt: skip
         top_k = f"top{min(5, int(self.hparams.model['num_classes']))}"
         rows = []

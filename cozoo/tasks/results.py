@@ -83,12 +83,17 @@ def weights_member(model: str, weights: Any) -> Optional[WeightsEnum]:
 
 
 def published_result(
-    model: str, weights: Any, metric: str, variant: Mapping[str, Any]
+    model: str,
+    weights: Any,
+    metric: str,
+    variant: Mapping[str, Any],
+    setting: Optional[Mapping[str, Any]] = None,
 ) -> Optional[Result]:
     """The published ``metric`` of ``weights`` (a member of the model's weights enum or its
-    name) for the model built with ``variant``; None where nothing is published."""
+    name) for the model built with ``variant``, in ``setting`` (e.g. ``{"streams": 2}``); None
+    where nothing is published."""
     member = weights_member(model, weights)
-    return None if member is None else member.meta.find(metric, **variant)
+    return None if member is None else member.meta.find(metric, setting, **variant)
 
 
 def weights_label(model: str, weights: Any, ckpt_path: Optional[str] = None) -> str:

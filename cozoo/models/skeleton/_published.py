@@ -317,7 +317,8 @@ def _entry(model: str, prefix: str, modality: str) -> Weights:
         published=accuracies(model, prefix, modality),
         published_note=" ".join(notes),
         baseline=baseline,
-        recipe=f"{model}_{stem}_{modality}",
+        # no Kinetics-skeleton data module yet: no recipe for the Kinetics entries
+        recipe=None if spec.graph == "kinetics" else f"{model}_{stem}_{modality}",
         license=LICENSE,
         source=f"{REPOSITORY}, file {file_name} ({_PROVENANCE[mod]})",
         model_kwargs=model_kwargs,

@@ -12,13 +12,16 @@ The units are 2s-AGCN's graph convolutions (``units.GraphUnit``), not the ST-GCN
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from torch import nn
 
 from .._meta import SkeletonInput
 from .._registry import register_model
 from .._weights import WeightsEnum, build_model
 from ._published import weights_members
 from .net import CoSkeletonNet
+from .streams import with_bone_stream
 
 __all__ = [
     "CoSTGCN_Mod_Weights",
@@ -35,33 +38,39 @@ CoSTGCN_Mod_Weights = WeightsEnum("CoSTGCN_Mod_Weights", weights_members("costgc
 CoSTGCN_Mod_Weights.__doc__ = "CoST-GCN* checkpoints (the published ST-GCN* files)."
 
 
+def _builder(enum: Any, mod: bool) -> Callable[..., CoSkeletonNet]:
+    """``(weights, **kwargs) -> CoSkeletonNet`` with the weights of ``enum`` (None: files)."""
+    return lambda weights, **kwargs: build_model(_net, enum, weights, mod=mod, **kwargs)
+
+
 def _net(*, mod: bool, **kwargs: Any) -> CoSkeletonNet:
     return CoSkeletonNet("stgcn", mod=mod, **kwargs)
 
 
 @register_model(weights=CoSTGCN_Weights)
-def costgcn(*, weights: Any = None, **kwargs: Any) -> CoSkeletonNet:
+def costgcn(*, weights: Any = None, bone_weights: Any = None, **kwargs: Any) -> nn.Module:
     """CoST-GCN; ``kwargs``: ``CoSkeletonNet``'s (``num_classes``, ``graph``, ``in_channels``,
-    ``pool_size``, ``pool_padding``, ``base_channels``)."""
-    return build_model(_net, CoSTGCN_Weights, weights, mod=False, **kwargs)
+    ``pool_size``, ``pool_padding``, ``base_channels``); ``bone_weights``: a bone-stream
+    checkpoint, for the two-stream model (``streams.TwoStream``, 6-channel joint_bone input)."""
+    return with_bone_stream(_builder(CoSTGCN_Weights, mod=False), weights, bone_weights, kwargs)
 
 
 @register_model(weights=CoSTGCN_Mod_Weights)
-def costgcn_mod(*, weights: Any = None, **kwargs: Any) -> CoSkeletonNet:
+def costgcn_mod(*, weights: Any = None, bone_weights: Any = None, **kwargs: Any) -> nn.Module:
     """CoST-GCN* (stride one, no padding, receptive field 300); ``kwargs`` as ``costgcn``."""
-    return build_model(_net, CoSTGCN_Mod_Weights, weights, mod=True, **kwargs)
+    return with_bone_stream(_builder(CoSTGCN_Mod_Weights, mod=True), weights, bone_weights, kwargs)
 
 
 @register_model(input=SkeletonInput())
-def stgcn(*, weights: Any = None, **kwargs: Any) -> CoSkeletonNet:
+def stgcn(*, weights: Any = None, bone_weights: Any = None, **kwargs: Any) -> nn.Module:
     """ST-GCN as a continual network with an unpadded pool: ``forward`` on a 300-frame clip
     is the regular ST-GCN (delay 372); ``weights``: a local file of the published layout."""
     kwargs.setdefault("pool_padding", 0)
-    return build_model(_net, None, weights, mod=False, **kwargs)
+    return with_bone_stream(_builder(None, mod=False), weights, bone_weights, kwargs)
 
 
 @register_model(input=SkeletonInput())
-def stgcn_mod(*, weights: Any = None, **kwargs: Any) -> CoSkeletonNet:
+def stgcn_mod(*, weights: Any = None, bone_weights: Any = None, **kwargs: Any) -> nn.Module:
     """ST-GCN* (stride one, no padding): ``forward`` on a 300-frame clip is the regular
     ST-GCN*; the same network as ``costgcn_mod``."""
-    return build_model(_net, None, weights, mod=True, **kwargs)
+    return with_bone_stream(_builder(None, mod=True), weights, bone_weights, kwargs)
