@@ -130,8 +130,10 @@ def build_datamodule_and_module(
             if cfg.task.get("input_key") is None:
                 cfg.task.input_key = str(_data_fact(datamodule, "input_key", "task.input_key"))
         module = hydra.utils.instantiate(cfg.task, _convert_="all")
-    if "continual_frames" in cfg.data and cfg.data.continual_frames is None and (
-        "continual" in module.modes
+    if (
+        "continual_frames" in cfg.data
+        and cfg.data.continual_frames is None
+        and ("continual" in module.modes)
     ):
         with open_dict(cfg):
             cfg.data.continual_frames = max(module.required_frames(), int(cfg.data.frames))

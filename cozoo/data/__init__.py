@@ -3,6 +3,9 @@ a small generated sample in that same format when no root is given.
 
 - :mod:`cozoo.data.kinetics`: Kinetics-400 (``KineticsDataModule``, the pre-flight ``scan``,
   the generated Kinetics-layout sample of motion classes in :mod:`cozoo.data.kinetics.sample`).
+- :mod:`cozoo.data.ntu`: NTU RGB+D 60 / 120 skeletons (``NTUDataModule``; the 2s-AGCN files, pyskl
+  annotation pickles, raw ``.skeleton`` files via ``python -m cozoo.data.ntu prepare``; a
+  generated sample of motion classes in the 2s-AGCN layout).
 - :mod:`cozoo.data.transforms`: per-model clip transforms (``clip_transform``).
 - What every dataset family builds on: :mod:`cozoo.data._base` (``RootOrSampleDataModule``:
   real root or generated sample, banner, loaders, skipped counts), :mod:`cozoo.data._scan` (the
@@ -34,6 +37,7 @@ _EXPORTS = {
     "RootOrSampleDataModule": "_base",
     "SampleInfo": "_base",
     "FileScanReport": "_scan",
+    "NTUDataModule": "ntu",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,8 +52,12 @@ TINY: Dict[str, Tiny] = {
     # the frame-wise adaptive unit: the original AGCN unit attends over the whole clip, so only
     # its own tests cover it (tests/models/skeleton); forward is the streamed clip at T >= rf
     "skeleton": Tiny(
-        {"base_channels": 32, "pool_size": 2, "adaptive_unit": "corrected"}, (3, 25, 2),
-        lambda model: model.receptive_field, "costgcn_mod", (3, 25, 2), (1e-5, 1e-4),
+        {"base_channels": 32, "pool_size": 2, "adaptive_unit": "corrected"},
+        (3, 25, 2),
+        lambda model: model.receptive_field,
+        "costgcn_mod",
+        (3, 25, 2),
+        (1e-5, 1e-4),
     ),  # fmt: skip
 }
 FAMILIES = sorted({get_model_info(name).family for name in list_models()})

@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 from cozoo.co.module import Stateless
 
+from .folded import folded_graph_frame
+
 __all__ = [
     "ADAPTIVE_UNITS",
     "AdaptiveGraphUnit",
@@ -122,6 +124,20 @@ class GraphUnit(_FramewiseUnit):
         self._check_input(x)
         return self._finish(self._aggregate(x, self.edges()), x)
 
+    def _frame(self, x: Tensor) -> Tensor:
+        # Inference steps: the folded two-matmul form (``folded``); training, gradients and
+        # export tracing: the unit as it is.
+        if (
+            self.training
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or x.dim() != 3
+        ):
+            return super()._frame(x)
+        self._check_input(x.unsqueeze(2))
+        return folded_graph_frame(self, x)
+
 
 class AdaptiveGraphUnit(GraphUnit):
     """Adaptive graph convolution (2s-AGCN): the graph plus a data-dependent attention map.
@@ -170,6 +186,8 @@ class AdaptiveGraphUnit(GraphUnit):
     def edges(self) -> Tensor:
         """The effective adjacency ``(3, V, V)``: ``A + graph_attn``."""
         return self.A + self.graph_attn
+
+    _frame = _FramewiseUnit._frame  # the attention map depends on the frame: no folding
 
     def _clip(self, x: Tensor) -> Tensor:
         # Steps over a chunk see one frame at a time, as single steps do.

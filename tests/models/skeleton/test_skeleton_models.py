@@ -113,6 +113,27 @@ def test_graph_unit_is_the_sum_of_three_branch_convs_over_the_graph():
         _close(unit(x), expected, rel=2e-5)
 
 
+@pytest.mark.parametrize("in_channels", [4, 8], ids=["down", "identity"])
+def test_graph_unit_inference_step_is_the_folded_unit(in_channels: int):
+    """Inference steps run the folded two-matmul form (``folded.py``): equal to the unit's
+    ``forward`` per frame, and rebuilt when a weight or statistic changes in place."""
+    unit = _randomise_norms(GraphUnit(in_channels, 8, adjacency("ntu"))).double()
+    nn.init.uniform_(unit.graph_attn, 0.5, 1.5)
+    x = _unit_input(in_channels).double()
+    with torch.no_grad():
+        folded = torch.stack([unit.forward_step(x[:, :, t]) for t in range(x.shape[2])], 2)
+        _close(folded, unit(x))
+        assert "_folded_step" in unit.__dict__  # the folded form was used
+        unit.g_conv[1].weight.mul_(-2.0)
+        unit.bn.running_var.mul_(3.0)
+        _close(unit.forward_step(x[:, :, 0]), unit(x[:, :, :1])[:, :, 0])
+        unit.load_state_dict({k: v * 0.5 for k, v in unit.state_dict().items()}, strict=False)
+        _close(unit.forward_step(x[:, :, 0]), unit(x[:, :, :1])[:, :, 0])
+    with torch.enable_grad():  # gradients flow through the unfolded unit
+        step = unit.forward_step(x[:, :, 0].requires_grad_())
+        step.sum().backward()
+
+
 def test_published_adaptive_unit_mixes_no_joints_and_ignores_its_embeddings():
     unit = _randomise_norms(AdaptiveGraphUnit(4, 8, adjacency("ntu"), "published"))
     nn.init.uniform_(unit.graph_attn, 0.5, 1.5)
@@ -184,7 +205,9 @@ def test_published_params_receptive_field_and_delay(name: str):
     model = create_model(name).to("meta")
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert (params, model.receptive_field, model.delay, model.stride[0]) == PUBLISHED_SHAPES[name]
-    assert (model.pool_size, model.pool_padding) == ((220, 0) if name.endswith("_mod") else (75, 19))
+    assert (model.pool_size, model.pool_padding) == (
+        (220, 0) if name.endswith("_mod") else (75, 19)
+    )
 
 
 def test_kinetics_and_ntu120_heads():
@@ -202,7 +225,9 @@ def test_the_registry_lists_every_skeleton_model():
 
 def test_bad_input_names_the_module_and_the_shapes():
     model = create_model("costgcn_mod", base_channels=NARROW).eval()
-    with pytest.raises(ValueError, match=r"SkeletonDataNorm.*\(N, 3, T, 25, 2\).*\(1, 3, 30, 18, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"SkeletonDataNorm.*\(N, 3, T, 25, 2\).*\(1, 3, 30, 18, 2\)"
+    ):
         model(torch.zeros(1, 3, 30, 18, 2))
     with pytest.raises(ValueError, match=r"\(N, 3, 25, 2\).*\(1, 3, 25\)"):
         model.forward_step(torch.zeros(1, 3, 25))
@@ -218,9 +243,13 @@ def test_bad_input_names_the_module_and_the_shapes():
 def test_clip_forward_equals_the_regular_network(narrow_models, arch: str, mod: bool):
     """With an unpadded pool the continual network's clip output is the regular network's."""
     model = narrow_models[arch, mod]
-    exact = CoSkeletonNet(
-        arch, mod=mod, base_channels=NARROW, adaptive_unit=model.adaptive_unit, pool_padding=0
-    ).eval().double()
+    exact = (
+        CoSkeletonNet(
+            arch, mod=mod, base_channels=NARROW, adaptive_unit=model.adaptive_unit, pool_padding=0
+        )
+        .eval()
+        .double()
+    )
     exact.load_state_dict(model.state_dict())
     regular = model.to_regular().eval()
     assert isinstance(regular, RegularSkeletonNet)
@@ -318,3 +347,21 @@ def test_published_pool_math():
     assert default_pool(153, 76, 4) == (75, 19)
     assert default_pool(81, 0, 1) == (220, 0)
     assert math.ceil((300 - 153 + 76 + 1) / 4) == 56  # real final-layer steps at the first output
+
+
+def test_folding_the_batch_norms_keeps_the_steps(narrow_models):
+    """``co.fuse_batch_norm`` (deployment) folds the temporal convs' and the graph units'
+    shortcut BNs; the steps stay those of the unfused network."""
+    from cozoo import co
+
+    model = narrow_models["stgcn", True]
+    fused = co.fuse_batch_norm(model)
+    x = _stream(300, seed=9)
+    with torch.no_grad():
+        model.clean_state()
+        expected = model.forward_steps(x)
+        got = fused.forward_steps(x)
+    assert len([m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]) < len(
+        [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    )
+    _close(got, expected)
