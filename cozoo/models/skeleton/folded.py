@@ -12,7 +12,8 @@ channel mix (the unit's shortcut conv stacked under ``W_0..W_2``) and one over t
 
 The folded tensors are cached on the unit and rebuilt when any source tensor changes (its
 version counter, storage, dtype or device), so a weight update or ``load_state_dict`` is seen
-at the next step. Results equal the unfolded unit up to float rounding.
+at the next step (a unit built under ``torch.inference_mode`` has no version counters: it folds
+at every step). Results equal the unfolded unit up to float rounding.
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ def _fold(unit: nn.Module) -> Folded:
 
 
 def _cached(unit: nn.Module) -> Folded:
-    key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in _sources(unit))
+    sources = _sources(unit)
+    if any(t.is_inference() for t in sources):  # no version counter: fold every time
+        with torch.no_grad():
+            return _fold(unit)
+    key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in sources)
     cached = unit.__dict__.get("_folded_step")
     if cached is None or cached[0] != key:
         with torch.no_grad():

@@ -10,6 +10,7 @@ a 300-frame clip yields 220 steps after the ten blocks and a prediction is possi
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -26,7 +27,9 @@ __all__ = [
     "block_plan",
     "default_pool",
     "kaiming_init",
+    "shortcut_conv",
     "spatial_unit",
+    "temporal_conv",
 ]
 
 #: The spatial units of the three architectures.
@@ -85,6 +88,33 @@ def block_plan(
         )
         previous = width
     return tuple(plans)
+
+
+def temporal_conv(plan: BlockPlan) -> nn.Sequential:
+    """The block's temporal conv (kernel 9 over each joint) + BN, keys ``t_conv``, ``bn``:
+    ``(N', C, T, V)`` -> ``(N', C, T', V)``."""
+    return nn.Sequential(
+        OrderedDict(
+            t_conv=nn.Conv2d(
+                plan.out_channels,
+                plan.out_channels,
+                (TEMPORAL_KERNEL, 1),
+                stride=(plan.stride, 1),
+                padding=(plan.padding, 0),
+            ),  # fmt: skip
+            bn=nn.BatchNorm2d(plan.out_channels),
+        )
+    )
+
+
+def shortcut_conv(plan: BlockPlan) -> nn.Sequential:
+    """The block shortcut of a width change: 1x1 conv with the block's stride + BN."""
+    return nn.Sequential(
+        OrderedDict(
+            t_conv=nn.Conv2d(plan.in_channels, plan.out_channels, 1, stride=(plan.stride, 1)),
+            bn=nn.BatchNorm2d(plan.out_channels),
+        )
+    )
 
 
 def spatial_unit(plan: BlockPlan, graph: str, adaptive_unit: str) -> nn.Module:

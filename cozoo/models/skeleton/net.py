@@ -33,7 +33,9 @@ from .layout import (
     check_graph,
     default_pool,
     kaiming_init,
+    shortcut_conv,
     spatial_unit,
+    temporal_conv,
 )
 from .regular import RegularSkeletonNet, skeleton_input_error
 from .units import ADAPTIVE_UNITS
@@ -117,21 +119,6 @@ class PersonJointMean(Stateless):
         return x.reshape(nm // self.persons, self.persons, c, v).mean(3).mean(1)
 
 
-def _temporal_conv(plan: BlockPlan) -> co.Sequential:
-    return co.Sequential(
-        OrderedDict(
-            t_conv=co.Conv2d(
-                plan.out_channels,
-                plan.out_channels,
-                (TEMPORAL_KERNEL, 1),
-                stride=(plan.stride, 1),
-                padding=(plan.padding, 0),
-            ),  # fmt: skip
-            bn=nn.BatchNorm2d(plan.out_channels),
-        )
-    )
-
-
 def _shortcut(plan: BlockPlan) -> nn.Module:
     """The block shortcut, aligned with the centre of the temporal conv's window: a mod block
     (no padding) drops the first and last 4 frames of a clip and delays steps by 4; the padded
@@ -142,10 +129,7 @@ def _shortcut(plan: BlockPlan) -> nn.Module:
     if crop:  # before the 1x1 conv, which then skips the frames the crop drops
         layers["align"] = co.Delay(crop, auto_shrink=True)
     if plan.shortcut == "conv":
-        layers["t_conv"] = co.Conv2d(
-            plan.in_channels, plan.out_channels, 1, stride=(plan.stride, 1)
-        )
-        layers["bn"] = nn.BatchNorm2d(plan.out_channels)
+        layers.update(shortcut_conv(plan).named_children())
     if not layers:
         return co.Identity()
     return co.Sequential(layers)
@@ -155,7 +139,7 @@ def continual_block(plan: BlockPlan, graph: str, adaptive_unit: str) -> co.Seque
     """One continual block: ``(N', C_in, T, V)`` -> ``(N', C_out, T', V)``; keys ``gcn.*``,
     ``tcn.*`` (layer1) or ``block.main.gcn.*``, ``block.main.tcn.*``, ``block.residual.*``."""
     unit = spatial_unit(plan, graph, adaptive_unit)
-    main = OrderedDict(gcn=unit, tcn=_temporal_conv(plan))
+    main = OrderedDict(gcn=unit, tcn=co.continual(temporal_conv(plan)))
     if plan.shortcut == "none":
         return co.Sequential(OrderedDict(**main, relu=nn.ReLU()))
     summed = co.BroadcastReduce(

@@ -15,7 +15,16 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from .layout import TEMPORAL_KERNEL, BlockPlan, block_plan, check_graph, kaiming_init, spatial_unit
+from .layout import (
+    TEMPORAL_KERNEL,
+    BlockPlan,
+    block_plan,
+    check_graph,
+    kaiming_init,
+    shortcut_conv,
+    spatial_unit,
+    temporal_conv,
+)
 from .units import ADAPTIVE_UNITS
 
 __all__ = ["RegularBlock", "RegularSkeletonNet", "skeleton_input_error"]
@@ -48,29 +57,11 @@ class RegularBlock(nn.Module):
     def __init__(self, plan: BlockPlan, graph: str, adaptive_unit: str):
         super().__init__()
         self.gcn = spatial_unit(plan, graph, adaptive_unit)
-        self.tcn = nn.Sequential(
-            OrderedDict(
-                t_conv=nn.Conv2d(
-                    plan.out_channels,
-                    plan.out_channels,
-                    (TEMPORAL_KERNEL, 1),
-                    stride=(plan.stride, 1),
-                    padding=(plan.padding, 0),
-                ),  # fmt: skip
-                bn=nn.BatchNorm2d(plan.out_channels),
-            )
-        )
+        self.tcn = temporal_conv(plan)
         self.shortcut = plan.shortcut
         self.crop = TEMPORAL_KERNEL // 2 - plan.padding
         if plan.shortcut == "conv":
-            self.residual = nn.Sequential(
-                OrderedDict(
-                    t_conv=nn.Conv2d(
-                        plan.in_channels, plan.out_channels, 1, stride=(plan.stride, 1)
-                    ),
-                    bn=nn.BatchNorm2d(plan.out_channels),
-                )
-            )
+            self.residual = shortcut_conv(plan)
         self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:

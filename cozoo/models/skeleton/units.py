@@ -61,6 +61,18 @@ def _down(in_channels: int, out_channels: int) -> Optional[nn.Sequential]:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
 
 
+def _observed(module: nn.Module) -> bool:
+    """Whether forward hooks watch ``module`` (its own or global ones)."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+    )
+
+
 class _FramewiseUnit(Stateless):
     """A unit that works frame by frame: a step ``(N', C, V)`` is ``forward`` on a 1-frame clip."""
 
@@ -125,14 +137,15 @@ class GraphUnit(_FramewiseUnit):
         return self._finish(self._aggregate(x, self.edges()), x)
 
     def _frame(self, x: Tensor) -> Tensor:
-        # Inference steps: the folded two-matmul form (``folded``); training, gradients and
-        # export tracing: the unit as it is.
+        # Inference steps: the folded two-matmul form (``folded``); training, gradients, export
+        # tracing and hooks on the unit's layers (FLOPs counting): the unit as it is.
         if (
             self.training
             or torch.is_grad_enabled()
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
             or x.dim() != 3
+            or _observed(self.g_conv[0])
         ):
             return super()._frame(x)
         self._check_input(x.unsqueeze(2))

@@ -365,3 +365,46 @@ def test_folding_the_batch_norms_keeps_the_steps(narrow_models):
         [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     )
     _close(got, expected)
+
+
+#: ptflops MACs (G) of the paper's counting: the regular clip (Table II) and, for the stride-one
+#: models, one step under the published convention (the paper prints 0.16 / 0.17 / 0.15).
+PUBLISHED_GMACS = {
+    "costgcn": (16.73, None),
+    "coagcn": (18.69, None),
+    "costr": (16.14, None),
+    "costgcn_mod": (36.90, 0.1557),
+    "coagcn_mod": (40.87, 0.1721),
+    "costr_mod": (35.65, 0.1505),
+}
+
+
+@pytest.mark.parametrize("name", CONTINUAL)
+def test_macs_reproduce_the_published_figures(name: str):
+    from cozoo.co.flops import complexity
+    from cozoo.models import get_model_weights
+
+    model = create_model(name).eval().to("meta")
+    counted = complexity(model, (1, 3, 300, 25, 2), convention="continual-inference")
+    clip, step = PUBLISHED_GMACS[name]
+    assert (
+        round(counted.clip_macs / 1e9, 2)
+        == clip
+        == get_model_weights(name).DEFAULT.meta.macs_per_clip.value
+    )
+    if step is not None:  # the paper's 4th digit: ours counts as its per-frame forward_step did
+        assert counted.step_macs / 1e9 == pytest.approx(step, abs=1e-4)
+    else:  # the original networks: a prediction (4 steps) costs about the clip / 75 (the clip
+        # also computes its zero-padded borders)
+        assert counted.step_macs_mean * 4 * 75 == pytest.approx(counted.clip_macs, rel=5e-3)
+
+
+def test_a_network_built_in_inference_mode_steps():
+    """Inference tensors have no version counter: the folded graph units fold at every step."""
+    with torch.inference_mode():
+        model = create_model("costgcn_mod", base_channels=NARROW, pool_size=2).eval()
+        x = torch.randn(1, 3, 82, 25, 2)
+        expected = model(x)
+        model.clean_state()
+        got = model.forward_steps(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
