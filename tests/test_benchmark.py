@@ -325,3 +325,19 @@ def test_inputs_and_builder_kwargs_come_from_the_registry(registered):
     assert benchmark.builder_kwargs("cox3d_s", 64) == {"pool_size": 64}
     assert benchmark.builder_kwargs("cox3d_s", None) == {}
     assert benchmark.builder_kwargs("tiny_skeleton", 64) == {}
+
+
+def test_a_step_timed_against_another_models_clip(capsys):
+    """``name@other``: CoST-GCN*'s step against the original ST-GCN's clip, with ST-GCN's counts
+    and published figures in the row (and the benchmark's target for it)."""
+    cfg = compose_benchmark(
+        "models=[costgcn_mod@stgcn]", "repeats=1", "warmup=0", "step_inner=2",
+        "video_frames=0", "memory=false",
+    )  # fmt: skip
+    (row,) = benchmark.run(cfg)
+    assert row["model"] == "costgcn_mod@stgcn" and row["target"] == 60.0
+    assert round(row["clip_gmacs"], 2) == 16.73  # ST-GCN's clip, not ST-GCN*'s 36.90
+    assert round(row["step_gmacs"], 3) == 0.156
+    assert row["published_clip_model"] == "ST-GCN" and row["published_clip_gmacs"] == 16.73
+    assert row["published_clip_top1"] == 86.0 and row["published_top1"] == 86.3
+    assert "costgcn_mod@stgcn" in capsys.readouterr().out

@@ -9,7 +9,14 @@ import inspect
 from dataclasses import replace
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from cozoo.models import InputSpec, ModelInfo, WeightsMeta, create_model, get_model_info
+from cozoo.models import (
+    InputSpec,
+    ModelInfo,
+    WeightsMeta,
+    create_model,
+    get_model_info,
+    list_models,
+)
 
 PUBLISHED_COLUMNS = (
     "published_top1",
@@ -107,6 +114,37 @@ def gmacs(name: str, kwargs: Mapping[str, Any], clip_shape: Sequence[int]) -> Di
 
 def _value(result: Any) -> Any:
     return None if result is None else result.value
+
+
+def baseline_meta(builder: str) -> Optional[WeightsMeta]:
+    """The meta of a weights entry whose regular (clip) network is the registered ``builder``
+    (``"stgcn"`` -> CoST-GCN's: ST-GCN's published figures); None if no entry names it."""
+    for name in list_models():
+        weights = get_model_info(name).weights
+        if (
+            weights is not None
+            and getattr(weights.DEFAULT.meta.baseline, "builder", None) == builder
+        ):
+            return weights.DEFAULT.meta
+    return None
+
+
+def published_against(
+    meta: Optional[WeightsMeta], variant: Mapping[str, Any], against: str
+) -> Dict[str, Any]:
+    """``published`` for a step timed against the clip of the registered model ``against``:
+    the clip columns (network, top-1, GMACs, reduction) are ``against``'s published ones."""
+    row = published(meta, variant)
+    other = baseline_meta(against)
+    if meta is None or other is None:
+        return row
+    base = other.baseline
+    row["published_clip_model"] = base.display_name
+    row["published_clip_top1"] = _value(base.find("top-1 accuracy"))
+    row["published_clip_gmacs"] = other.macs_per_clip.value
+    row["published_reduction"] = other.macs_per_clip.value / meta.macs_per_step.value
+    row["published_cpu_speedup"] = None
+    return row
 
 
 def published(meta: Optional[WeightsMeta], variant: Mapping[str, Any]) -> Dict[str, Any]:

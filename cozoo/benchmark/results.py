@@ -170,7 +170,7 @@ def _print_memory_table(rows: List[dict]) -> None:
 
 def _print_published_table(rows: List[dict]) -> None:
     w = _name_width(rows)
-    print("published (weights' meta: Hedegaard & Iosifidis, ECCV 2022, results figure)")
+    print("published (the weights' meta; name@other: the clip model is other's published one)")
     _print_header(
         f"{'model':{w}} {'P':>3} {'top-1':>6} {'clip model':>13} {'top-1':>6} {'GMACs clip':>10} "
         f"{'step':>5} {'reduction':>9} {'CPU speedup':>11}"

@@ -24,7 +24,15 @@ from cozoo import co
 
 from .compiling import COMPILE_COLUMNS, bench_compiled
 from .memory import peak_allocated_bytes, state_bytes
-from .registry import builder_kwargs, gmacs, input_label, model_input, published, weights_meta
+from .registry import (
+    builder_kwargs,
+    gmacs,
+    input_label,
+    model_input,
+    published,
+    published_against,
+    weights_meta,
+)
 from .results import print_speed_table, write_results
 from .timing import (
     DEFAULT_THREADS,
@@ -132,7 +140,10 @@ def bench_speed(
         if compile:
             row.update(bench_compiled(model, clip, stream, step, repeats, step_inner))
         row.update(_long_stream(model, step, int(video_frames)))
-    row.update(published(weights_meta(name), kwargs))
+    if against is None:
+        row.update(published(weights_meta(name), kwargs))
+    else:
+        row.update(published_against(weights_meta(name), kwargs, against))
     row["load_after"] = load_average()
     return row
 

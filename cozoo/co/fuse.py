@@ -10,6 +10,9 @@ for deployment and keep the original for training and checkpoints::
     fast.forward_step(frame)
 
 The arithmetic is ``torch.nn.utils.fusion.fuse_conv_bn_eval``; this module finds the pairs.
+A module that applies a BatchNorm inside its own ``forward`` (not as a child after a conv of a
+``Sequential``) can take part by defining ``fold_batch_norm_()``, which is called on the folded
+copy (e.g. the skeleton graph units, ``cozoo.models.skeleton.units.GraphUnit``).
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ def fuse_batch_norm(module: nn.Module, inplace: bool = False) -> nn.Module:
     for sub in list(target.modules()):
         if isinstance(sub, nn.Sequential):
             _fold_sequential(sub)
+    for sub in list(target.modules()):
+        fold_own = getattr(sub, "fold_batch_norm_", None)
+        if callable(fold_own):
+            fold_own()
     if hasattr(target, "clean_state"):
         target.clean_state()
     return target

@@ -10,20 +10,20 @@ channel mix (the unit's shortcut conv stacked under ``W_0..W_2``) and one over t
     u = [s·W_0; s·W_1; s·W_2; s_d·W_d] x          (N', 4·C_out, V)
     y = ReLU([u_0 | u_1 | u_2] [A_0; A_1; A_2] + u_d + bias)
 
-The folded tensors are cached on the unit and rebuilt when any source tensor changes (its
-version counter, storage, dtype or device), so a weight update or ``load_state_dict`` is seen
-at the next step (a unit built under ``torch.inference_mode`` has no version counters: it folds
-at every step). Results equal the unfolded unit up to float rounding.
+Folding is a deployment step, like ``co.fuse_batch_norm`` (which calls it): the folded
+tensors are computed once from the weights as they are, and later edits of the weights are not
+seen by the folded step (a cache keyed on the weights' version counters would miss edits made
+through ``param.data``). Results equal the unfolded unit up to float rounding.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["folded_graph_frame"]
+__all__ = ["fold", "folded_graph_frame"]
 
 Folded = Tuple[Tensor, Tensor, Tensor]
 
@@ -31,10 +31,6 @@ Folded = Tuple[Tensor, Tensor, Tensor]
 def _norm_scale_shift(bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor]:
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
-
-
-def _norm_sources(bn: nn.BatchNorm2d) -> List[Tensor]:
-    return [bn.weight, bn.bias, bn.running_mean, bn.running_var]
 
 
 def _down(unit: nn.Module) -> Tuple[Optional[nn.Conv2d], Optional[nn.BatchNorm2d]]:
@@ -47,18 +43,9 @@ def _down(unit: nn.Module) -> Tuple[Optional[nn.Conv2d], Optional[nn.BatchNorm2d
     return conv, bn
 
 
-def _sources(unit: nn.Module) -> List[Tensor]:
-    """Every tensor the folded form is computed from (attribute reads: this runs per step)."""
-    tensors = [unit.A, unit.graph_attn, *_norm_sources(unit.bn)]
-    for conv in unit.g_conv:
-        tensors += [conv.weight, conv.bias]
-    conv, bn = _down(unit)
-    if conv is not None:
-        tensors += [conv.weight, conv.bias, *(_norm_sources(bn) if bn is not None else ())]
-    return [t for t in tensors if t is not None]
-
-
-def _fold(unit: nn.Module) -> Folded:
+def fold(unit: nn.Module) -> Folded:
+    """The folded tensors of ``unit`` in eval mode: stacked weights ``(3·C' [+ C'], C)``, the
+    stacked graph ``(3V, V)`` and the bias ``(C', 1)``."""
     out = unit.out_channels
     scale, shift = _norm_scale_shift(unit.bn)
     weights = torch.stack([conv.weight[:, :, 0, 0] for conv in unit.g_conv])  # (3, C', C)
@@ -77,24 +64,10 @@ def _fold(unit: nn.Module) -> Folded:
     return torch.cat(rows).contiguous(), edges.contiguous(), bias.reshape(out, 1).contiguous()
 
 
-def _cached(unit: nn.Module) -> Folded:
-    sources = _sources(unit)
-    if any(t.is_inference() for t in sources):  # no version counter: fold every time
-        with torch.no_grad():
-            return _fold(unit)
-    key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in sources)
-    cached = unit.__dict__.get("_folded_step")
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            cached = (key, _fold(unit))
-        unit.__dict__["_folded_step"] = cached
-    return cached[1]
-
-
-def folded_graph_frame(unit: nn.Module, x: Tensor) -> Tensor:
+def folded_graph_frame(unit: nn.Module, x: Tensor, folded: Folded) -> Tensor:
     """``unit`` (a ``GraphUnit`` in eval mode) on one frame ``(N', C_in, V)`` ->
-    ``(N', C_out, V)``."""
-    weights, edges, bias = _cached(unit)
+    ``(N', C_out, V)``, with the ``fold(unit)`` tensors ``folded``."""
+    weights, edges, bias = folded
     n, _, v = x.shape
     out = unit.out_channels
     mixed = torch.matmul(weights, x)  # (N', 3·C' [+ C'], V)

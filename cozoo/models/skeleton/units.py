@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from cozoo.co.module import Stateless
 
-from .folded import folded_graph_frame
+from .folded import fold, folded_graph_frame
 
 __all__ = [
     "ADAPTIVE_UNITS",
@@ -108,6 +108,9 @@ class GraphUnit(_FramewiseUnit):
         self.bn = nn.BatchNorm2d(out_channels)
         self.gcn_residual = _down(in_channels, out_channels)
         self.relu = nn.ReLU()
+        # the folded inference step (``fold_batch_norm_``): not saved, None until folded
+        for name in ("folded_weight", "folded_edges", "folded_bias"):
+            self.register_buffer(name, None, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -136,11 +139,21 @@ class GraphUnit(_FramewiseUnit):
         self._check_input(x)
         return self._finish(self._aggregate(x, self.edges()), x)
 
+    def fold_batch_norm_(self) -> None:
+        """Precompute the folded inference step (``folded.py``) from the weights as they are now
+        (eval mode); ``co.fuse_batch_norm`` calls it when it folds a network for deployment.
+        Later edits of the weights are not seen by the folded steps (``forward`` and training
+        keep using the weights)."""
+        with torch.no_grad():
+            weights, edges, bias = fold(self)
+        self.folded_weight, self.folded_edges, self.folded_bias = weights, edges, bias
+
     def _frame(self, x: Tensor) -> Tensor:
-        # Inference steps: the folded two-matmul form (``folded``); training, gradients, export
-        # tracing and hooks on the unit's layers (FLOPs counting): the unit as it is.
+        # Folded units step in the two-matmul form, except for training, gradients, export
+        # tracing and hooks on the unit's layers (FLOPs counting).
         if (
-            self.training
+            self.folded_weight is None
+            or self.training
             or torch.is_grad_enabled()
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
@@ -149,7 +162,8 @@ class GraphUnit(_FramewiseUnit):
         ):
             return super()._frame(x)
         self._check_input(x.unsqueeze(2))
-        return folded_graph_frame(self, x)
+        folded = (self.folded_weight, self.folded_edges, self.folded_bias)
+        return folded_graph_frame(self, x, folded)
 
 
 class AdaptiveGraphUnit(GraphUnit):
@@ -200,7 +214,9 @@ class AdaptiveGraphUnit(GraphUnit):
         """The effective adjacency ``(3, V, V)``: ``A + graph_attn``."""
         return self.A + self.graph_attn
 
-    _frame = _FramewiseUnit._frame  # the attention map depends on the frame: no folding
+    # The attention map depends on the frame: no folded step.
+    _frame = _FramewiseUnit._frame
+    fold_batch_norm_ = None
 
     def _clip(self, x: Tensor) -> Tensor:
         # Steps over a chunk see one frame at a time, as single steps do.

@@ -114,24 +114,22 @@ def test_graph_unit_is_the_sum_of_three_branch_convs_over_the_graph():
 
 
 @pytest.mark.parametrize("in_channels", [4, 8], ids=["down", "identity"])
-def test_graph_unit_inference_step_is_the_folded_unit(in_channels: int):
-    """Inference steps run the folded two-matmul form (``folded.py``): equal to the unit's
-    ``forward`` per frame, and rebuilt when a weight or statistic changes in place."""
+def test_a_folded_graph_unit_steps_as_the_unit(in_channels: int):
+    """``fold_batch_norm_`` (called by ``co.fuse_batch_norm``) gives the unit the two-matmul
+    inference step of ``folded.py``: equal to its ``forward`` per frame; gradients still flow
+    through the unfolded unit."""
     unit = _randomise_norms(GraphUnit(in_channels, 8, adjacency("ntu"))).double()
     nn.init.uniform_(unit.graph_attn, 0.5, 1.5)
     x = _unit_input(in_channels).double()
+    assert unit.folded_weight is None
+    unit.fold_batch_norm_()
+    assert unit.folded_weight.shape == ((4 if in_channels != 8 else 3) * 8, in_channels)
+    assert "folded_weight" not in unit.state_dict()  # a deployment form, never saved
     with torch.no_grad():
         folded = torch.stack([unit.forward_step(x[:, :, t]) for t in range(x.shape[2])], 2)
         _close(folded, unit(x))
-        assert "_folded_step" in unit.__dict__  # the folded form was used
-        unit.g_conv[1].weight.mul_(-2.0)
-        unit.bn.running_var.mul_(3.0)
-        _close(unit.forward_step(x[:, :, 0]), unit(x[:, :, :1])[:, :, 0])
-        unit.load_state_dict({k: v * 0.5 for k, v in unit.state_dict().items()}, strict=False)
-        _close(unit.forward_step(x[:, :, 0]), unit(x[:, :, :1])[:, :, 0])
-    with torch.enable_grad():  # gradients flow through the unfolded unit
-        step = unit.forward_step(x[:, :, 0].requires_grad_())
-        step.sum().backward()
+    step = unit.forward_step(x[:, :, 0].clone().requires_grad_())
+    step.sum().backward()
 
 
 def test_published_adaptive_unit_mixes_no_joints_and_ignores_its_embeddings():
@@ -350,8 +348,8 @@ def test_published_pool_math():
 
 
 def test_folding_the_batch_norms_keeps_the_steps(narrow_models):
-    """``co.fuse_batch_norm`` (deployment) folds the temporal convs' and the graph units'
-    shortcut BNs; the steps stay those of the unfused network."""
+    """``co.fuse_batch_norm`` (deployment) folds the temporal convs' BNs and the graph units
+    (their two-matmul step); the steps stay those of the unfused network."""
     from cozoo import co
 
     model = narrow_models["stgcn", True]
@@ -364,6 +362,9 @@ def test_folding_the_batch_norms_keeps_the_steps(narrow_models):
     assert len([m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]) < len(
         [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     )
+    units = [m for m in fused.modules() if isinstance(m, GraphUnit)]
+    assert units and all(u.folded_weight is not None for u in units)
+    assert all(u.folded_weight is None for u in model.modules() if isinstance(u, GraphUnit))
     _close(got, expected)
 
 
@@ -399,10 +400,12 @@ def test_macs_reproduce_the_published_figures(name: str):
         assert counted.step_macs_mean * 4 * 75 == pytest.approx(counted.clip_macs, rel=5e-3)
 
 
-def test_a_network_built_in_inference_mode_steps():
-    """Inference tensors have no version counter: the folded graph units fold at every step."""
+def test_a_network_built_and_folded_in_inference_mode_steps():
+    from cozoo import co
+
     with torch.inference_mode():
         model = create_model("costgcn_mod", base_channels=NARROW, pool_size=2).eval()
+        model = co.fuse_batch_norm(model)
         x = torch.randn(1, 3, 82, 25, 2)
         expected = model(x)
         model.clean_state()
