@@ -146,6 +146,8 @@ def test_one_model_of_each_family_steps_the_same_in_onnx_runtime(family: str, tm
             expected = net.forward_step(step)
         assert bool(np.asarray(valid).all()) == (expected is not None), t
         if expected is not None:
-            np.testing.assert_allclose(output, expected.numpy(), atol=2e-6, rtol=1e-5)
+            # float32 rounding relative to the logits' scale (skeleton logits reach ~20)
+            scale = max(1.0, float(expected.abs().max()))
+            np.testing.assert_allclose(output, expected.numpy(), atol=2e-6 * scale, rtol=1e-5)
             compared += 1
     assert compared == 4  # every step past the warm-up
