@@ -14,17 +14,20 @@ from typing import Any, Callable, Optional
 from torch import nn
 from torch.nn.modules import module as _torch_module
 
-__all__ = ["StoredStates", "routes_child_states"]
+__all__ = ["StoredStates", "has_forward_hooks", "routes_child_states"]
 
 
-def _has_hooks(module: nn.Module) -> bool:
-    """Whether forward (pre-)hooks would fire for ``module``."""
+def has_forward_hooks(module: nn.Module) -> bool:
+    """Whether forward (pre-)hooks would fire for ``module`` (its own or global ones)."""
     return bool(
         module._forward_hooks
         or module._forward_pre_hooks
         or _torch_module._global_forward_hooks
         or _torch_module._global_forward_pre_hooks
     )
+
+
+_has_hooks = has_forward_hooks
 
 
 def _has_any_hooks(module: nn.Module) -> bool:

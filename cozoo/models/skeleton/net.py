@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from torch import Tensor, nn
+from torch import nn
 
 from cozoo import co
-from cozoo.co.module import Stateless
 
 from . import checkpoints
 from .layout import (
@@ -37,86 +36,11 @@ from .layout import (
     spatial_unit,
     temporal_conv,
 )
-from .regular import RegularSkeletonNet, skeleton_input_error
+from .persons import PersonJointMean, SkeletonDataNorm
+from .regular import RegularSkeletonNet
 from .units import ADAPTIVE_UNITS
 
-__all__ = ["CoSkeletonNet", "PersonJointMean", "SkeletonDataNorm"]
-
-
-def _per_person(valid: Any, persons: int) -> Any:
-    """Per-stream validity flags ``(N,)`` as flags of the ``N·M`` person rows."""
-    if isinstance(valid, tuple):
-        return tuple(flag for flag in valid for _ in range(persons))
-    if isinstance(valid, Tensor) and valid.dim() == 1:
-        return valid.repeat_interleave(persons)
-    return valid
-
-
-def _per_stream(valid: Any, persons: int) -> Any:
-    """Flags of the ``N·M`` person rows (equal within a stream) as per-stream flags ``(N,)``."""
-    if isinstance(valid, tuple):
-        return valid[::persons]
-    if isinstance(valid, Tensor) and valid.dim() == 1:
-        return valid[::persons]
-    return valid
-
-
-class SkeletonDataNorm(Stateless, nn.BatchNorm1d):
-    """BatchNorm of every (person, joint, channel) of the input, then persons as batch items.
-
-    Clip ``(N, C, T, V, M)`` -> ``(N·M, C, T, V)``; step ``(N, C, V, M)`` -> ``(N·M, C, V)``.
-    Channel ``m·V·C + v·C + c`` of the BN is joint ``v``'s channel ``c`` of person ``m``.
-    """
-
-    def __init__(self, channels: int, joints: int, persons: int):
-        nn.BatchNorm1d.__init__(self, persons * joints * channels)
-        self.channels, self.joints, self.persons = channels, joints, persons
-
-    def _check(self, x: Tensor, step: bool) -> None:
-        error = skeleton_input_error(
-            type(self).__name__, x, self.channels, self.joints, self.persons, step
-        )
-        if error:
-            raise ValueError(error)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check(x, step=False)
-        n, c, t, v, m = x.shape
-        flat = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)
-        normed = nn.BatchNorm1d.forward(self, flat)
-        return normed.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-
-    def _step(self, x: Tensor, state: Any, valid: Any = True):
-        y, valid, state = super()._step(x, state, valid)
-        return y, _per_person(valid, self.persons), state
-
-    def _frame(self, x: Tensor) -> Tensor:
-        self._check(x, step=True)
-        n, c, v, m = x.shape
-        flat = x.permute(0, 3, 2, 1).reshape(n, m * v * c)
-        normed = nn.BatchNorm1d.forward(self, flat)
-        return normed.reshape(n, m, v, c).permute(0, 1, 3, 2).reshape(n * m, c, v)
-
-
-class PersonJointMean(Stateless):
-    """The mean over joints, then persons: ``(N·M, C, T, V)`` -> ``(N, C, T)``; a step
-    ``(N·M, C, V)`` -> ``(N, C)``."""
-
-    def __init__(self, persons: int):
-        super().__init__()
-        self.persons = persons
-
-    def forward(self, x: Tensor) -> Tensor:
-        nm, c, t, v = x.shape
-        return x.reshape(nm // self.persons, self.persons, c, t, v).mean(4).mean(1)
-
-    def _step(self, x: Tensor, state: Any, valid: Any = True):
-        y, valid, state = super()._step(x, state, valid)
-        return y, _per_stream(valid, self.persons), state
-
-    def _frame(self, x: Tensor) -> Tensor:
-        nm, c, v = x.shape
-        return x.reshape(nm // self.persons, self.persons, c, v).mean(3).mean(1)
+__all__ = ["CoSkeletonNet"]
 
 
 def _shortcut(plan: BlockPlan) -> nn.Module:

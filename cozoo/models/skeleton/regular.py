@@ -1,17 +1,17 @@
-"""The regular (clip) skeleton networks in plain ``torch.nn``: ST-GCN, AGCN and S-TR as
+"""The regular (clip) skeleton networks in ``torch.nn``: ST-GCN, AGCN and S-TR as
 Hedegaard et al. (2023) trained them, and their stride-one "mod" forms (ST-GCN* ...).
 
 Their parameter names are those of the published checkpoints (``data_bn``,
 ``layers.layer5.gcn.g_conv.0.weight``, ``layers.layer5.tcn.t_conv.weight``,
 ``layers.layer5.residual.t_conv.weight``, ``fc``), so those files load into them as they are.
-They are the reference the continual networks (``net.CoSkeletonNet``) are tested against, and
-what ``to_regular`` / ``CoSkeletonNet.from_regular`` convert from and to.
+They are the reference the continual networks (``net.CoSkeletonNet``) are tested against
+(``CoSkeletonNet.to_regular`` gives one with the same weights); the spatial units and the ends
+(``persons.py``) are the continual networks' own, the temporal parts plain ``torch.nn``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
 
 from torch import Tensor, nn
 
@@ -25,28 +25,10 @@ from .layout import (
     spatial_unit,
     temporal_conv,
 )
+from .persons import PersonJointMean, SkeletonDataNorm
 from .units import ADAPTIVE_UNITS
 
-__all__ = ["RegularBlock", "RegularSkeletonNet", "skeleton_input_error"]
-
-
-def skeleton_input_error(
-    owner: str, x: Tensor, channels: int, joints: int, persons: int, step: bool = False
-) -> Optional[str]:
-    """The message for a clip ``(N, C, T, V, M)`` (or step ``(N, C, V, M)``) of the wrong
-    shape; None when it fits."""
-    expected = (channels, joints, persons)
-    dims = x.dim() == (4 if step else 5)
-    got = (x.shape[1], x.shape[-2], x.shape[-1]) if dims else None
-    if dims and got == expected:
-        return None
-    layout = "(N, C, V, M)" if step else "(N, C, T, V, M)"
-    want = (
-        f"(N, {channels}, {joints}, {persons})"
-        if step
-        else f"(N, {channels}, T, {joints}, {persons})"
-    )
-    return f"{owner}: expected a {layout} input {want}, got {tuple(x.shape)}"
+__all__ = ["RegularBlock", "RegularSkeletonNet"]
 
 
 class RegularBlock(nn.Module):
@@ -104,23 +86,15 @@ class RegularSkeletonNet(nn.Module):
         self.architecture, self.mod = architecture, mod
         self.num_classes, self.in_channels, self.num_persons = num_classes, in_channels, num_persons
         self.num_joints = check_graph(graph)
-        self.data_bn = nn.BatchNorm1d(num_persons * self.num_joints * in_channels)
+        self.data_bn = SkeletonDataNorm(in_channels, self.num_joints, num_persons)
         plans = block_plan(architecture, in_channels, mod, base_channels)
         self.layers = nn.Sequential(
             OrderedDict((p.name, RegularBlock(p, graph, adaptive_unit)) for p in plans)
         )
+        self.pool_joints = PersonJointMean(num_persons)
         self.fc = nn.Linear(plans[-1].out_channels, num_classes)
         kaiming_init(self, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        error = skeleton_input_error(
-            type(self).__name__, x, self.in_channels, self.num_joints, self.num_persons
-        )
-        if error:
-            raise ValueError(error)
-        n, c, t, v, m = x.shape
-        flat = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)
-        x = self.data_bn(flat).reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-        x = self.layers(x)
-        features = x.reshape(n, m, x.shape[1], x.shape[2], v).mean(4).mean(1)  # (N, C, T')
+        features = self.pool_joints(self.layers(self.data_bn(x)))  # (N, C, T')
         return self.fc(features.mean(2))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cozoo.co.child_steps import has_forward_hooks
 from cozoo.co.module import Stateless
 
 from .folded import fold, folded_graph_frame
@@ -59,18 +60,6 @@ def _down(in_channels: int, out_channels: int) -> Optional[nn.Sequential]:
     if in_channels == out_channels:
         return None
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
-
-
-def _observed(module: nn.Module) -> bool:
-    """Whether forward hooks watch ``module`` (its own or global ones)."""
-    from torch.nn.modules import module as torch_module
-
-    return bool(
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
-    )
 
 
 class _FramewiseUnit(Stateless):
@@ -158,7 +147,7 @@ class GraphUnit(_FramewiseUnit):
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
             or x.dim() != 3
-            or _observed(self.g_conv[0])
+            or has_forward_hooks(self.g_conv[0])
         ):
             return super()._frame(x)
         self._check_input(x.unsqueeze(2))

@@ -411,3 +411,21 @@ def test_a_network_built_and_folded_in_inference_mode_steps():
         model.clean_state()
         got = model.forward_steps(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_input_norm_channel_of_each_person_joint_and_coordinate():
+    """``data_bn`` channel ``m·V·C + v·C + c`` is coordinate ``c`` of joint ``v`` of person ``m``
+    (the published checkpoints' order), and persons become batch rows ``n·M + m``."""
+    from cozoo.models.skeleton.persons import SkeletonDataNorm
+
+    norm = SkeletonDataNorm(3, 25, 2).eval()
+    with torch.no_grad():
+        norm.running_mean.copy_(torch.arange(150.0))  # channel index as the mean
+    x = torch.zeros(2, 3, 4, 25, 2)
+    out = norm(x)  # (N·M, C, T, V) = -(channel index) / sqrt(1 + eps)
+    assert out.shape == (4, 3, 4, 25)
+    n, m, c, v = 1, 1, 2, 7
+    expected = -(m * 25 * 3 + v * 3 + c) / (1 + norm.eps) ** 0.5
+    assert out[n * 2 + m, c, 0, v].item() == pytest.approx(expected)
+    step = norm.forward_step(x[:, :, 0])
+    torch.testing.assert_close(step, out[:, :, 0])
