@@ -6,6 +6,9 @@ a small generated sample in that same format when no root is given.
 - :mod:`cozoo.data.ntu`: NTU RGB+D 60 / 120 skeletons (``NTUDataModule``; the 2s-AGCN files, pyskl
   annotation pickles, raw ``.skeleton`` files via ``python -m cozoo.data.ntu prepare``; a
   generated sample of motion classes in the 2s-AGCN layout).
+- :mod:`cozoo.data.thumos`: THUMOS14 per-step video features for online action detection
+  (``ThumosDataModule``; the OadTR/CoOadTR pickles and the LSTR ``.npy`` folders; windows of 64
+  steps, ``evaluated_steps``; a generated sample of learnable feature videos in the pickle layout).
 - :mod:`cozoo.data.transforms`: per-model clip transforms (``clip_transform``).
 - What every dataset family builds on: :mod:`cozoo.data._base` (``RootOrSampleDataModule``:
   real root or generated sample, banner, loaders, skipped counts), :mod:`cozoo.data._scan` (the
@@ -38,6 +41,7 @@ _EXPORTS = {
     "SampleInfo": "_base",
     "FileScanReport": "_scan",
     "NTUDataModule": "ntu",
+    "ThumosDataModule": "thumos",
 }
 
 __all__ = sorted(_EXPORTS)
