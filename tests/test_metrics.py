@@ -133,3 +133,16 @@ def test_bad_arguments_are_refused():
         PerFrameMAP(protocol="thumos")
     with pytest.raises(ValueError, match=r"\(N, 22\)"):
         PerFrameMAP().update(torch.zeros(4, 21), torch.zeros(4, 21))
+
+
+def test_without_an_ambiguous_class_every_column_is_softmaxed_and_no_frame_dropped():
+    g = torch.Generator().manual_seed(8)
+    logits = torch.randn(200, 5, generator=g)
+    labels = torch.randint(0, 5, (200,), generator=g)
+    metric = PerFrameMAP(num_classes=5, ambiguous=None)
+    metric.update(logits, torch.eye(5)[labels])
+    scores = torch.softmax(logits.double(), dim=1).numpy()
+    expected = np.mean(
+        [average_precision_score((labels == c).numpy(), scores[:, c]) for c in range(1, 5)]
+    )
+    assert float(metric.compute()) == pytest.approx(expected, abs=1e-6)
