@@ -248,6 +248,8 @@ def test_missing_and_corrupt_npy_files_are_reported_and_skipped(lstr, tmp_path, 
     dm.setup("fit")
     assert dm.skipped["train"] == {"missing": 0, "unreadable": 1, "failed": 0}
     assert dm.skipped["val"] == {"missing": 1, "unreadable": 0, "failed": 0}
+    bad = dm.scan_reports["train"].unreadable[0][0]
+    assert bad == str(root / "target_perframe" / "video_validation_0000051.npy")
     assert [v.name for v in dm.videos("test")] == ["video_test_0000006"]
     assert (
         dm.scan_reports["val"]

@@ -310,17 +310,16 @@ class LstrNpySplit(_Split):
             if absent:
                 self.missing += [(str(p), "no such file") for p in absent]
                 continue
-            try:
-                anno = np.load(target_path)
-                parts = [np.load(p, mmap_mode="r") for p in paths]
-            except (OSError, ValueError, EOFError) as e:
-                self.unreadable.append(
-                    (
-                        str(target_path.parent.parent / "*" / f"{name}.npy"),
-                        f"{type(e).__name__}: {e}",
-                    )
-                )
+            loaded: List[np.ndarray] = []
+            for path in (target_path, *paths):
+                try:
+                    loaded.append(np.load(path, mmap_mode=None if path == target_path else "r"))
+                except (OSError, ValueError, EOFError) as e:
+                    self.unreadable.append((str(path), f"{type(e).__name__}: {e}"))
+                    break
+            if len(loaded) < 1 + len(paths):
                 continue
+            anno, parts = loaded[0], loaded[1:]
             if self._accept(str(paths[0]), name, anno, parts):
                 self._files.append(paths)
 
