@@ -86,3 +86,12 @@ def test_train_offsets_are_drawn_once_per_video_from_the_seed():
     finally:
         np.random.set_state(state)
     assert train_offsets(videos[:5], 3, window=4) == train_offsets(videos, 3, window=4)[:5]
+
+
+def test_public_names_resolve():
+    import cozoo.data as D
+    import cozoo.data.thumos as T
+
+    for name in T.__all__ + ["main"]:
+        assert getattr(T, name) is not None, name
+    assert D.ThumosDataModule is T.ThumosDataModule and T.evaluated_steps is evaluated_steps
