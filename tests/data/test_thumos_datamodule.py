@@ -17,6 +17,8 @@ from cozoo import safe_pickle
 from cozoo.data.thumos import ThumosDataModule, ThumosVideo, evaluated_steps, layouts
 from cozoo.data.thumos import sample as S
 from cozoo.data.thumos.cli import main as thumos_main
+from cozoo.data.thumos.protocol import test_videos as thumos_test_videos
+from cozoo.data.thumos.protocol import train_videos
 from cozoo.metrics import PerFrameMAP
 
 
@@ -56,9 +58,9 @@ def test_sample_is_the_pickle_layout_and_deterministic(tiny, cache, tmp_path):
     ]
     feats = safe_pickle.load(tiny / "thumos_kin_val.pickle")
     annos = safe_pickle.load(tiny / "thumos_val_anno.pickle")
-    assert list(feats) == list(annos) == [f"video_validation_00000{n}" for n in (51, 52, 53)]
-    entry = feats["video_validation_0000051"]
-    anno = annos["video_validation_0000051"]
+    assert list(feats) == list(annos) == train_videos()[:3]
+    entry = feats[train_videos()[0]]
+    anno = annos[train_videos()[0]]
     length = anno["feature_length"]
     assert entry["rgb"].shape == (length, 2048) and entry["flow"].shape == (length, 2048)
     assert entry["rgb"].dtype == np.float32 and anno["anno"].shape == (length, 22)
@@ -205,8 +207,9 @@ def test_bad_pickles_are_reported_and_skipped(tiny, tmp_path, caplog):
     shutil.copytree(tiny, root)
     (root / "SAMPLE.json").unlink()
     feats = safe_pickle.load(root / "thumos_kin_val.pickle")
-    feats["video_validation_0000052"]["flow"] = feats["video_validation_0000052"]["flow"][:, :100]
-    del feats["video_validation_0000053"]
+    second, third = train_videos()[1:3]
+    feats[second]["flow"] = feats[second]["flow"][:, :100]
+    del feats[third]
     with open(root / "thumos_kin_val.pickle", "wb") as f:
         pickle.dump(feats, f)
     data = (root / "thumos_kin_test.pickle").read_bytes()
@@ -219,7 +222,7 @@ def test_bad_pickles_are_reported_and_skipped(tiny, tmp_path, caplog):
     assert len(report.ok) == 1 and report.counts["missing"] == 1
     assert report.counts["unreadable"] == 1
     where, why = report.unreadable[0]
-    assert where.endswith("thumos_kin_val.pickle::video_validation_0000052")
+    assert where.endswith(f"thumos_kin_val.pickle::{second}")
     assert "width 100" in why
     assert str(root / "thumos_kin_val.pickle") in caplog.text
     assert str(root / "thumos_kin_test.pickle") in caplog.text and "truncated" in caplog.text
@@ -233,7 +236,7 @@ def test_bad_pickles_are_reported_and_skipped(tiny, tmp_path, caplog):
             return (print, ("pwned",))
 
     with open(root / "thumos_kin_test.pickle", "wb") as f:
-        pickle.dump({"video_test_0000004": Evil()}, f)
+        pickle.dump({thumos_test_videos()[0]: Evil()}, f)
     src = layouts.open_split("oadtr_pickle", root, "test", "kinetics", False)
     assert len(src) == 0 and "UnsafePickleError" in src.unreadable[0][1]
     assert thumos_main(["scan", str(root)]) == 1
@@ -242,20 +245,19 @@ def test_bad_pickles_are_reported_and_skipped(tiny, tmp_path, caplog):
 def test_missing_and_corrupt_npy_files_are_reported_and_skipped(lstr, tmp_path, capsys):
     root = tmp_path / "THUMOS"
     shutil.copytree(lstr, root)
-    (root / "flow_kinetics_bninception" / "video_test_0000004.npy").unlink()
-    (root / "target_perframe" / "video_validation_0000051.npy").write_bytes(b"not an npy")
+    first_test, second_test = thumos_test_videos()[:2]
+    (root / "flow_kinetics_bninception" / f"{first_test}.npy").unlink()
+    first_train = train_videos()[0]
+    (root / "target_perframe" / f"{first_train}.npy").write_bytes(b"not an npy")
     dm = _dm(root=str(tmp_path))
     dm.setup("fit")
     assert dm.skipped["train"] == {"missing": 0, "unreadable": 1, "failed": 0}
     assert dm.skipped["val"] == {"missing": 1, "unreadable": 0, "failed": 0}
     bad = dm.scan_reports["train"].unreadable[0][0]
-    assert bad == str(root / "target_perframe" / "video_validation_0000051.npy")
-    assert [v.name for v in dm.videos("test")] == ["video_test_0000006"]
-    assert (
-        dm.scan_reports["val"]
-        .missing[0][0]
-        .endswith("flow_kinetics_bninception/video_test_0000004.npy")
-    )
+    assert bad == str(root / "target_perframe" / f"{first_train}.npy")
+    assert [v.name for v in dm.videos("test")] == [second_test]
+    missing = dm.scan_reports["val"].missing[0][0]
+    assert missing == str(root / "flow_kinetics_bninception" / f"{first_test}.npy")
     assert thumos_main(["scan", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "1 missing" in out and "unreadable" in out and "feature dim 4096" in out

@@ -19,11 +19,23 @@ def _annotation(length: int, ambiguous=(), action=()):
     return np.eye(22)[labels]
 
 
+# THUMOS14's validation videos used for training, as ranges of their numbers
+TRAIN_RANGES = (
+    (51, 60), (151, 190), (201, 210), (261, 270), (281, 290), (311, 320), (361, 370),
+    (411, 420), (481, 490), (661, 670), (681, 690), (781, 790), (851, 860), (901, 910),
+    (931, 950), (981, 990),
+)  # fmt: skip
+
+
 def test_split_lists_and_class_names():
     train, test = train_videos(), P.test_videos()
     assert len(train) == 200 == len(set(train)) and len(test) == 213 == len(set(test))
-    assert train[0] == "video_validation_0000051" and train[-1] == "video_validation_0000990"
-    assert test[0] == "video_test_0000004" and test[-1] == "video_test_0001558"
+    expected = [f"video_validation_{n:07d}" for lo, hi in TRAIN_RANGES for n in range(lo, hi + 1)]
+    assert sorted(train) == expected
+    # OadTR's order (that of its data_info_new.json), in which the train offsets are drawn
+    assert train[:3] == [f"video_validation_{n:07d}" for n in (690, 288, 289)]
+    assert test[:3] == [f"video_test_{n:07d}" for n in (292, 1078, 896)]
+    assert min(test) == "video_test_0000004" and max(test) == "video_test_0001558"
     for kept in ("video_test_0000270", "video_test_0001292", "video_test_0001496"):
         assert kept in test
     assert len(CLASS_NAMES) == 22 and CLASS_NAMES[0] == "Background"

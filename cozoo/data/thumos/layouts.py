@@ -18,7 +18,8 @@ Pickles are read with the numpy-only unpickler (:mod:`cozoo.safe_pickle`). Witho
 ``<root>/THUMOS``: one ``.npy`` per video in ``rgb_kinetics_resnet50/`` (L, 2048) and
 ``flow_kinetics_bninception/`` (L, 1024) -- or ``rgb_anet_resnet50/`` and ``flow_anet_resnet50/``
 (L, 2048 each) -- and ``target_perframe/`` (L, 22). The split lists are the file names of
-``target_perframe/``: ``video_validation_*`` train, ``video_test_*`` test. The arrays are
+``target_perframe/``: ``video_validation_*`` train, ``video_test_*`` test (in the order of the
+built-in lists). The arrays are
 memory-mapped. Audio features exist only in the pickle layout.
 
 The feature channels are rgb, then flow, then audio, concatenated; their widths are taken from
@@ -276,12 +277,16 @@ class OadtrPickleSplit(_Split):
 # lstr_npy
 # ------------------------------------------------------------------------------------------------
 def lstr_videos(folder: Path, fsplit: str) -> List[str]:
-    """The videos of a THUMOS14 set in ``<folder>/target_perframe/``, sorted."""
+    """The videos of a THUMOS14 set in ``<folder>/target_perframe/``: those of the built-in list
+    in its (OadTR's) order, so that both layouts draw the same train offsets, then any others
+    sorted by name."""
     prefix = _LSTR_PREFIX[fsplit]
     target_dir = folder / TARGET_FOLDER
     if not target_dir.is_dir():
         return []
-    return sorted(p.stem for p in target_dir.glob(f"{prefix}*.npy"))
+    order = {name: i for i, name in enumerate(split_videos("train" if fsplit == "val" else "test"))}
+    names = (p.stem for p in target_dir.glob(f"{prefix}*.npy"))
+    return sorted(names, key=lambda name: (order.get(name, len(order)), name))
 
 
 class LstrNpySplit(_Split):
