@@ -193,6 +193,9 @@ def test_train_offsets_are_deterministic_per_seed(tiny):
     dm.setup("fit")
     assert len(dm.datasets["val"]) > len(dm.datasets["train"]) - 200  # val: offset 0
     assert min(dm.datasets["val"].steps[:, 1]) == 63
+    # the train loader drops the last incomplete batch (as OadTR), the others keep it
+    train, val = len(dm.datasets["train"]), len(dm.datasets["val"])
+    assert len(dm.train_dataloader()) == train // 16 and len(dm.val_dataloader()) == -(-val // 16)
 
 
 def test_audio_and_anet_widths(cache):

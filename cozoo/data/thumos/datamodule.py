@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .._base import RootOrSampleDataModule, SampleInfo
 from .._scan import ScanSummary
@@ -167,6 +167,20 @@ class ThumosDataModule(RootOrSampleDataModule):
         if split == "train":
             offsets = dict(zip(source.listed, train_offsets(source.listed, h.seed, h.window)))
         return ThumosWindows(source, report.ok, offsets, h.window, h.future)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled train windows; the last incomplete batch is dropped, as OadTR drops it
+        (kept when the split has fewer windows than one batch)."""
+        loader = self.dataloader("train", shuffle=True)
+        dataset, workers = loader.dataset, self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=len(dataset) >= self.hparams.batch_size,  # type: ignore[arg-type]
+        )
 
     # ---- the contract of the detection task ----------------------------------------------------
     @property
