@@ -4,10 +4,14 @@ Ambiguous column, tied scores, the calibrated AP, and the state across updates a
 from __future__ import annotations
 
 import math
+import os
+import socket
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from sklearn.metrics import average_precision_score
 
 from cozoo.metrics import PerFrameMAP, average_precision
@@ -146,3 +150,30 @@ def test_without_an_ambiguous_class_every_column_is_softmaxed_and_no_frame_dropp
         [average_precision_score((labels == c).numpy(), scores[:, c]) for c in range(1, 5)]
     )
     assert float(metric.compute()) == pytest.approx(expected, abs=1e-6)
+
+
+def _ddp_rank(rank: int, port: int, results) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        logits, target, _ = _data(n=301, seed=9)
+        part = slice(0, 200) if rank == 0 else slice(200, 301)  # uneven shares
+        metric = PerFrameMAP(protocol="lstr")
+        metric.update(logits[part], target[part])
+        results[rank] = (float(metric.compute()), metric.per_class().tolist())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ddp_processes_compute_the_map_of_all_their_frames():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_rank, args=(port, results), nprocs=2)
+    logits, _, labels = _data(n=301, seed=9)
+    expected = _sklearn_map(logits, labels, "lstr")
+    assert results[0][0] == pytest.approx(expected, abs=1e-6)
+    assert results[1][0] == pytest.approx(expected, abs=1e-6)
+    assert np.allclose(results[0][1], results[1][1], equal_nan=True)
