@@ -28,7 +28,7 @@ class ThumosVideo(NamedTuple):
 
 def video(source: Source, i: int) -> ThumosVideo:
     """Video ``i`` of a split reader as a :class:`ThumosVideo`."""
-    features = torch.from_numpy(np.ascontiguousarray(source.features(i).T))
+    features = torch.from_numpy(np.array(source.channels_first(i), order="C"))
     return ThumosVideo(source.names[i], features, torch.from_numpy(source.targets(i).copy()))
 
 
@@ -87,9 +87,10 @@ class ThumosWindows(Dataset):
         last = s + self.window - 1
         targets = self.source.targets(i)
         target = torch.from_numpy(targets[last].copy())
-        features = self.source.features(i, s, s + self.window)
+        # (C, window): a view of the video (pickles) or a transposed fresh array (npy); the
+        # batch collation makes the one copy
         return {
-            "features": torch.from_numpy(np.ascontiguousarray(features.T)),
+            "features": torch.from_numpy(self.source.channels_first(i, s, s + self.window)),
             "target": target,
             "label": int(target.argmax()),
             "future": torch.from_numpy(targets[last + 1 : last + 1 + self.future].copy()),

@@ -162,16 +162,15 @@ class _Split:
         """``(L, 22)`` float32 targets of video ``i``."""
         return self._targets[i]
 
-    def parts(self, i: int) -> Sequence[np.ndarray]:
+    def channels_first(self, i: int, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+        """``(C, stop - start)`` float32: steps ``start .. stop - 1`` of video ``i``, the parts
+        concatenated (rgb, flow[, audio]), time last; possibly a strided view (read-only)."""
         raise NotImplementedError
 
     def features(self, i: int, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
-        """``(stop - start, C)`` float32: steps ``start .. stop - 1`` of video ``i``, the parts
-        concatenated (rgb, flow[, audio])."""
-        stop = self.length(i) if stop is None else stop
-        return np.concatenate([p[start:stop] for p in self.parts(i)], axis=1).astype(
-            np.float32, copy=False
-        )
+        """``(stop - start, C)`` float32: steps ``start .. stop - 1`` of video ``i`` (a view of
+        :meth:`channels_first`)."""
+        return self.channels_first(i, start, stop).T
 
     def _accept(self, where: str, name: str, anno: Any, parts: Sequence[Any]) -> bool:
         """Check a video; keep it (True) or report it unreadable at ``where``."""
@@ -231,7 +230,7 @@ class OadtrPickleSplit(_Split):
         self.listed = (
             list(info[key]) if info else split_videos("train" if fsplit == "val" else "test")
         )
-        self._parts: List[Tuple[np.ndarray, ...]] = []
+        self._features: List[np.ndarray] = []
         anno_path = self.folder / annotation_name(fsplit)
         candidates = [self.folder / n for n in feature_pickle_names(features, audio, fsplit)]
         feat_path = next((p for p in candidates if p.is_file()), candidates[0])
@@ -266,11 +265,16 @@ class OadtrPickleSplit(_Split):
                 continue
             parts = [fentry[k] for k in keys]
             if self._accept(where, name, entry["anno"], parts):
+                # one (C, L) array per video, time last: a window is a view of it; the pickle's
+                # own arrays are released video by video (peak memory: the pickle + one video)
                 length = len(entry["anno"])
-                self._parts.append(tuple(np.asarray(p)[:length] for p in parts))
+                out = np.empty((self.feature_dim, length), dtype=np.float32)
+                np.concatenate([np.asarray(p)[:length] for p in parts], axis=1, out=out.T)
+                self._features.append(out)
+            del feats[name], parts, fentry
 
-    def parts(self, i: int) -> Sequence[np.ndarray]:
-        return self._parts[i]
+    def channels_first(self, i: int, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+        return self._features[i][:, start:stop]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -334,10 +338,15 @@ class LstrNpySplit(_Split):
         return state
 
     def parts(self, i: int) -> Sequence[np.ndarray]:
+        """The memory-mapped ``(L, width)`` parts of video ``i``."""
         if i not in self._maps:
             length = self.length(i)
             self._maps[i] = tuple(np.load(p, mmap_mode="r")[:length] for p in self._files[i])
         return self._maps[i]
+
+    def channels_first(self, i: int, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+        rows = [p[start:stop] for p in self.parts(i)]  # contiguous rows of each file
+        return np.concatenate(rows, axis=1).astype(np.float32, copy=False).T
 
 
 Source = Union[OadtrPickleSplit, LstrNpySplit]
