@@ -36,7 +36,7 @@ def _setting_label(result: Result) -> str:
     """The variant's builder kwargs, else the evaluation setting (``split=xsub``)."""
     if result.variant:
         return variant_label(result.variant)
-    shown = {k: v for k, v in result.setting.items() if k in ("split", "modality")}
+    shown = {k: v for k, v in result.setting.items() if k in ("split", "modality", "features")}
     return variant_label(shown)
 
 
@@ -77,6 +77,11 @@ def _cell(value: Optional[int]) -> str:
     return "–" if value is None else str(value)
 
 
+def _macs(value: float) -> str:
+    """Two decimals; three significant digits below 0.1 (0.0106 GMACs, not 0.01)."""
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3g}"
+
+
 def zoo_table(family: Optional[str] = None) -> str:
     """The Markdown tables of ``zoo_rows``, one per family (and per headline metric)."""
     rows = zoo_rows(family)
@@ -93,7 +98,7 @@ def zoo_table(family: Optional[str] = None) -> str:
                 continue
             lines.append(
                 f"| {r['model']} (`{r['builder']}`) | `{r['variant']}` | {r['value']:.2f} | "
-                f"{r['params_m']:.2f} | {r['clip']:.2f} | {r['step']:.2f} | "
+                f"{r['params_m']:.2f} | {_macs(r['clip'])} | {_macs(r['step'])} | "
                 f"{r['reduction']:.1f}x | {_cell(r['receptive_field'])} | {_cell(r['delay'])} | "
                 f"`{r['weights']}` |"
             )

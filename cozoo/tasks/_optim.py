@@ -2,15 +2,17 @@
 
 ::
 
-    optimizer: {name: sgd | adamw, lr: 0.1, momentum: 0.9, weight_decay: 5e-5}
-    scheduler: {name: cosine | constant | onecycle, warmup_fraction: 0.1}
+    optimizer: {name: sgd | adamw | adam, lr: 0.1, momentum: 0.9, weight_decay: 5e-5}
+    scheduler: {name: cosine | constant | onecycle | step, warmup_fraction: 0.1}
 
 Weight decay applies to the weights of convolutions and linear layers only (parameters with more
-than one dimension), not to norms and biases. The schedule is per optimiser step: a linear
+than one dimension), not to norms and biases; ``adam`` (the OadTR recipe) is torch's Adam with
+L2 decay on every parameter, as that recipe trained. The schedule is per optimiser step: a linear
 warm-up from 0 over ``warmup_fraction`` of the steps, then constant or a cosine decay to 0;
 ``onecycle`` is torch's ``OneCycleLR`` (Smith & Topin 2019: a cosine rise over
 ``warmup_fraction`` of the steps to the optimiser's lr and a cosine fall far below it, with SGD's
-momentum cycled the other way), the fine-tuning schedule of the stride-one skeleton models.
+momentum cycled the other way), the fine-tuning schedule of the stride-one skeleton models;
+``step`` multiplies the lr by ``gamma`` every ``step_epochs`` epochs (stepped per epoch).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ __all__ = [
 OPTIMIZERS: Dict[str, Dict[str, Any]] = {
     "sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-5},
     "adamw": {"lr": 1e-3, "weight_decay": 0.05},
+    # Adam with L2 weight decay inside the gradient (not decoupled), on every parameter: the
+    # OadTR / CoOadTR recipe
+    "adam": {"lr": 1e-4, "weight_decay": 1e-4},
 }
 """Optimiser names and their settings with defaults."""
 
@@ -41,6 +46,8 @@ SCHEDULERS: Dict[str, Dict[str, Any]] = {
     "cosine": {"warmup_fraction": 0.0},
     "constant": {"warmup_fraction": 0.0},
     "onecycle": {"warmup_fraction": 0.3},
+    # lr x gamma every `step_epochs` epochs (stepped per epoch): the OadTR / CoOadTR recipe
+    "step": {"warmup_fraction": 0.0, "step_epochs": 1, "gamma": 0.1},
 }
 """Schedule names and their settings with defaults."""
 
@@ -85,6 +92,9 @@ def build_optimizer(parameters: Iterable[nn.Parameter], config: Mapping[str, Any
     ]
     if config["name"] == "sgd":
         return torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"])
+    if config["name"] == "adam":
+        every = [p for group in groups for p in group["params"]]
+        return torch.optim.Adam(every, lr=config["lr"], weight_decay=config["weight_decay"])
     return torch.optim.AdamW(groups, lr=config["lr"])
 
 
@@ -107,6 +117,11 @@ def build_scheduler(optimizer, config: Mapping[str, Any], total_steps: int) -> D
     """Lightning's ``lr_scheduler`` dict: the schedule of ``config`` stepped per batch."""
     config = check_scheduler(config)
     total = max(int(total_steps), 1)
+    if config["name"] == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=int(config["step_epochs"]), gamma=float(config["gamma"])
+        )
+        return {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
     if config["name"] == "onecycle":
         peak = [group["lr"] for group in optimizer.param_groups]
         fraction = min(max(float(config["warmup_fraction"]), 1.0 / total), 0.99)

@@ -59,6 +59,15 @@ TINY: Dict[str, Tiny] = {
         (3, 25, 2),
         (1e-5, 1e-4),
     ),  # fmt: skip
+    # narrow transformers with the real layer plans (E=16, 2 heads) over a window of 8 steps;
+    # the regular baselines recompute their window per step (SlidingWindowNetwork)
+    "detection": Tiny(
+        {"feature_dim": 12, "embed_dim": 16, "heads": 2, "ff_dim": 16, "window": 8},
+        (12,),
+        lambda model: model.receptive_field,
+        "cooadtr_b1",
+        (12,),
+    ),  # fmt: skip
 }
 FAMILIES = sorted({get_model_info(name).family for name in list_models()})
 

@@ -26,6 +26,7 @@ def test_zoo_rows_cover_every_published_pool_size():
     metrics = {
         "video": "Kinetics-400 top-1 accuracy (%)",
         "skeleton": "NTU RGB+D 60 top-1 accuracy (%)",
+        "detection": "THUMOS14 mAP (%)",
     }
     for r in rows:
         assert r["reduction"] == r["clip"] / r["step"]
