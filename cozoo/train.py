@@ -114,18 +114,27 @@ def build_datamodule_and_module(
     """Instantiate ``cfg.data`` and ``cfg.task`` (unless ``module`` is given).
 
     Filled in here and written back into ``cfg`` so that the saved config says what ran:
-    ``model.num_classes`` (null: the data module's), ``task.input_key`` (null: the data
-    module's), ``data.continual_frames`` (null: the task's ``delay + predict_steps``, the time
-    steps a clip needs for the continual mode).
+    ``model.num_classes`` and ``model.feature_dim`` (null: the data module's),
+    ``task.input_key`` (null: the data module's), ``data.continual_frames`` (null: the
+    task's ``delay + predict_steps``, the time steps a clip needs for the continual mode).
     """
     datamodule: Optional[LightningDataModule] = None
     if module is None:
-        if cfg.model.get("num_classes", 0) is None or cfg.task.get("input_key") is None:
+        needs_data = (
+            cfg.model.get("num_classes", 0) is None
+            or cfg.model.get("feature_dim", 0) is None
+            or cfg.task.get("input_key") is None
+        )
+        if needs_data:
             datamodule = hydra.utils.instantiate(cfg.data)
         with open_dict(cfg):
             if cfg.model.get("num_classes", 0) is None:
                 cfg.model.num_classes = int(
                     _data_fact(datamodule, "num_classes", "model.num_classes")
+                )
+            if cfg.model.get("feature_dim", 0) is None:
+                cfg.model.feature_dim = int(
+                    _data_fact(datamodule, "feature_dim", "model.feature_dim")
                 )
             if cfg.task.get("input_key") is None:
                 cfg.task.input_key = str(_data_fact(datamodule, "input_key", "task.input_key"))
