@@ -30,6 +30,7 @@ from .._registry import register_model
 from .._weights import WeightsEnum, build_model
 from ._published import weights_members
 from .checkpoints import CONTINUAL_TRANSFORMERS, TORCH, detect_format, to_cozoo_keys
+from .counting import published_step_macs
 from .layers import ChannelLayerNorm, StreamPositionalEncoding, encoder_layer
 
 __all__ = ["CoOadTR", "CoOadTR_B1_Weights", "CoOadTR_B2_Weights", "cooadtr_b1", "cooadtr_b2"]
@@ -121,6 +122,21 @@ class CoOadTR(co.Sequential):
         """Step ``(N, D)`` -> ``(N, K)``, or None during the first ``window - 1`` steps."""
         self._check_features(input, 2)
         return super().forward_step(input, update_state)
+
+    def published_step_macs(self) -> int:
+        """MACs of one step under the convention of the published figures
+        (``counting.published_step_macs``); ``cozoo.co.flops.complexity`` counts what the step
+        really multiplies."""
+        attention = self.encoder[-1]
+        return published_step_macs(
+            self.num_layers,
+            self.feature_dim,
+            self.num_classes,
+            self.window,
+            attention.d_model,
+            attention.self_attn.num_heads,
+            attention.linear1.out_features,
+        )
 
     # ---- checkpoints ------------------------------------------------------------------------
     def detect_source_format(self, state: Mapping[str, Any]) -> str:

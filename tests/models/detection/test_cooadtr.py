@@ -131,6 +131,8 @@ def test_published_step_macs_are_the_meta(name):
     for member in get_model_weights(name):
         dim = member.meta.model_kwargs["feature_dim"]
         assert member.meta.macs_per_step.value == round(published_step_macs(layers, dim) / 1e9, 6)
+        model = create_model(name, feature_dim=dim).to("meta")
+        assert model.published_step_macs() == published_step_macs(layers, dim)
     assert set(m.name for m in get_model_weights(name)) == set(FEATURES)
 
 
