@@ -253,7 +253,24 @@ class OnlineDetectionTask(ContinualTask):
     def results_table(
         self, metrics: Mapping[str, float], stage: str, ckpt_path: Optional[str] = None
     ) -> str:
-        return format_table(self.results_rows(metrics, stage, ckpt_path))
+        """``results_rows`` as a Markdown table, then every published mAP of the entry for this
+        variant: the paper's and the training logs' (mean and sd of five seeds)."""
+        table = format_table(self.results_rows(metrics, stage, ckpt_path))
+        weights = self.hparams.model.get("weights")
+        member = weights_member(self.model_name, weights) or weights_member(
+            self.model_name, self.published_weights
+        )
+        if member is None or ckpt_path:
+            return table
+        variant = self.variant()
+        lines = []
+        for result in member.meta.results(PUBLISHED_METRIC):
+            if result.variant and dict(result.variant) != variant:
+                continue
+            spread = result.setting.get("sd")
+            value = f"{result.value:.2f}" + ("" if spread is None else f" ± {spread:.2f}")
+            lines.append(f"- {value} %: {result.source}")
+        return table + f"\n\nPublished THUMOS14 mAP of {member!r}:\n" + "\n".join(lines)
 
     @classmethod
     def from_checkpoint(cls, path: str, **overrides: Any) -> OnlineDetectionTask:
