@@ -19,12 +19,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-#: The notebooks of issue 16 that exist so far (05_online_detection arrives with its zoo).
+#: The notebooks of issue 16.
 REQUIRED = (
     "01_continual_layers",
     "02_convert_and_deploy",
     "03_video_stream",
     "04_skeleton_stream",
+    "05_online_detection",
 )
 #: Bytes per notebook file (outputs and PNG figures included).
 SIZE_LIMIT = 400_000
