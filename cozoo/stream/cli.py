@@ -1,0 +1,193 @@
+"""The command: ``python -m cozoo.stream [KEY=VALUE ...]``, a Hydra app on
+``cozoo/recipes/stream.yaml``; ``run(cfg)`` runs a composed config from Python."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cozoo.models import FeatureInput, SkeletonInput, VideoInput
+
+from .display import LiveDisplay, describe
+from .loading import StreamModel, load_stream_model
+from .outputs import Outputs
+from .scheduler import Scheduler, percentile
+from .sources import (
+    SkeletonSource,
+    Source,
+    SourceError,
+    StepArraySource,
+    VideoSource,
+    expand_inputs,
+)
+
+__all__ = ["default_inputs", "main", "make_sources", "run", "stream"]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_sources(inputs: Sequence[str], protocol: Any, array_rate: float = 30.0) -> List[Source]:
+    """One source per input (folders expanded), of the kind the protocol reads: videos through
+    PyAV for a video model, joint arrays / ``.skeleton`` files for a skeleton model, step arrays
+    ``(L, ...)`` otherwise (``(L, D)`` checked for a feature model)."""
+    sources: List[Source] = []
+    for location in expand_inputs(inputs):
+        is_array = location.endswith((".npy", ".skeleton"))
+        if isinstance(protocol, VideoInput) and not is_array:
+            rate = protocol.sampling_rate
+            sources.append(VideoSource(location, fps=protocol.fps, sampling_rate=rate))
+        elif isinstance(protocol, SkeletonInput):
+            sources.append(
+                SkeletonSource(
+                    location,
+                    rate=array_rate,
+                    channels=protocol.channels,
+                    joints=protocol.joints,
+                    persons=protocol.persons,
+                    graph=protocol.graph,
+                    modality=protocol.modality,
+                )
+            )
+        else:
+            shape = (protocol.dim,) if isinstance(protocol, FeatureInput) else None
+            sources.append(StepArraySource(location, rate=array_rate, step_shape=shape))
+    return sources
+
+
+def default_inputs(size: str = "small", count: int = 12) -> List[str]:
+    """``count`` val videos of the generated Kinetics-layout sample (written into the cache when
+    missing), taking the classes in turn."""
+    from cozoo.data.kinetics.sample import SAMPLE_CLASSES, ensure_sample
+
+    root = ensure_sample(size=size)
+    per_class = [sorted((root / "val" / name).glob("*.mp4")) for name in SAMPLE_CLASSES]
+    picked: List[str] = []
+    for k in range(max((len(v) for v in per_class), default=0)):
+        picked += [str(v[k]) for v in per_class if k < len(v)]
+    return picked[: int(count)]
+
+
+def _protocol_dict(protocol: Any) -> Optional[Dict[str, Any]]:
+    if protocol is None:
+        return None
+    import dataclasses
+
+    return {"kind": protocol.kind, **dataclasses.asdict(protocol)}
+
+
+def stream(
+    sm: StreamModel,
+    sources: Sequence[Source],
+    run_dir: Path,
+    *,
+    rows: int = 8,
+    mode: str = "offline",
+    topk: int = 5,
+    max_frames: Optional[int] = None,
+    annotate: bool = False,
+    timeline: bool = True,
+    timeline_classes: int = 5,
+    display: bool = True,
+    clock: Any = None,
+    extra: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Stream ``sources`` through ``sm`` and write the outputs under ``run_dir``; returns the
+    summary (also ``run_dir/summary.json``)."""
+    outputs = Outputs(Path(run_dir), sm.label, sm.class_names, annotate, timeline, timeline_classes)
+    with LiveDisplay(outputs, enabled=display, topk=min(3, topk)) as live:
+        scheduler = Scheduler(
+            sm, sources, rows=rows, mode=mode, sink=live, clock=clock, topk=topk,
+            max_frames=max_frames,
+        )  # fmt: skip
+        t0 = scheduler.clock.now()
+        try:
+            stats = scheduler.run()
+        finally:
+            seconds = scheduler.clock.now() - t0
+    frames = sum(s.frames for s in stats)
+    summary = {
+        "model": sm.name,
+        "weights": sm.weights,
+        "random_weights": sm.random,
+        "protocol": _protocol_dict(sm.protocol),
+        "mode": mode,
+        "rows": scheduler.rows,
+        "sources": len(sources),
+        "interrupted": scheduler.interrupted,
+        "batch_steps": scheduler.batch_steps,
+        "seconds": round(seconds, 4),
+        "frames": frames,
+        "frames_per_s": round(frames / seconds, 3) if seconds > 0 else None,
+        "dropped": sum(s.dropped for s in stats),
+        "failed": sum(s.status == "failed" for s in stats),
+        "step_latency_ms_p50": percentile(scheduler.step_latencies_ms, 50),
+        "step_latency_ms_p95": percentile(scheduler.step_latencies_ms, 95),
+        **(extra or {}),
+        "streams": [{"index": s.index, **s.summary(scheduler.clock.now())} for s in stats],
+    }
+    path = outputs.write_summary(summary)
+    if live.live is not None:
+        for s in stats:
+            say(f"cozoo.stream: {describe(s)}")
+    say(
+        f"cozoo.stream: {frames} frames of {len(sources)} sources in {seconds:.1f} s "
+        f"({summary['frames_per_s']} frames/s, rows={scheduler.rows}, step p95 "
+        f"{summary['step_latency_ms_p95'] or 0:.1f} ms, {summary['dropped']} dropped, "
+        f"{summary['failed']} failed); wrote {path}"
+    )
+    return summary
+
+
+def run(cfg: Any) -> Dict[str, Any]:
+    """Run a composed ``stream`` config."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    kwargs = dict(OmegaConf.to_container(cfg.model_kwargs) if cfg.get("model_kwargs") else {})
+    sm = load_stream_model(
+        str(cfg.model), cfg.weights and str(cfg.weights), str(cfg.runs_root), say, **kwargs
+    )
+    sm.model.to(str(cfg.get("device", "cpu")))
+    inputs = cfg.get("inputs")
+    if inputs is None:
+        if not isinstance(sm.protocol, VideoInput):
+            raise ValueError(f"cozoo.stream: {sm.name} is not a video model: give inputs=[...]")
+        inputs = default_inputs(str(cfg.sample_size), int(cfg.sample_videos))
+        root = Path(inputs[0]).parents[2]
+        say(f"cozoo.stream: the GENERATED SAMPLE: {len(inputs)} val videos of {root}")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    try:
+        sources = make_sources(list(inputs), sm.protocol, float(cfg.array_rate))
+    except SourceError as e:
+        raise SystemExit(f"cozoo.stream: {e}") from None
+    if not sources:
+        raise SystemExit("cozoo.stream: no input (inputs=[...])")
+    say(f"cozoo.stream: {sm.name} ({sm.weights}), {len(sources)} sources, mode={cfg.mode}")
+    return stream(
+        sm,
+        sources,
+        Path(str(cfg.run_dir)),
+        rows=int(cfg.rows),
+        mode=str(cfg.mode),
+        topk=int(cfg.topk),
+        max_frames=cfg.max_frames,
+        annotate=bool(cfg.annotate),
+        timeline=bool(cfg.timeline),
+        timeline_classes=int(cfg.timeline_classes),
+        display=bool(cfg.display),
+        extra={"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": str(cfg.run_dir)},
+    )
+
+
+@hydra.main(config_path="pkg://cozoo.recipes", config_name="stream", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """The ``python -m cozoo.stream`` entry point."""
+    run(cfg)
