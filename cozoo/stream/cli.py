@@ -150,9 +150,10 @@ def run(cfg: Any) -> Dict[str, Any]:
     """Run a composed ``stream`` config."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    kwargs = dict(OmegaConf.to_container(cfg.model_kwargs) if cfg.get("model_kwargs") else {})
+    kwargs = dict(OmegaConf.to_container(cfg.model, resolve=True))  # type: ignore[arg-type]
+    name = str(kwargs.pop("name"))
     sm = load_stream_model(
-        str(cfg.model), cfg.weights and str(cfg.weights), str(cfg.runs_root), say, **kwargs
+        name, cfg.weights and str(cfg.weights), str(cfg.runs_root), say, **kwargs
     )
     sm.model.to(str(cfg.get("device", "cpu")))
     inputs = cfg.get("inputs")
@@ -188,6 +189,25 @@ def run(cfg: Any) -> Dict[str, Any]:
 
 
 @hydra.main(config_path="pkg://cozoo.recipes", config_name="stream", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """The ``python -m cozoo.stream`` entry point."""
+def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
+
+
+def shorthand_argv(argv: Sequence[str]) -> List[str]:
+    """``model=NAME`` -> ``model.name=NAME`` (``model`` is also a config group of the tree, so
+    Hydra would look for ``model/NAME.yaml``) and ``model.KEY=V`` -> ``++model.KEY=V`` (builder
+    kwargs the config does not list)."""
+    out = []
+    for a in argv:
+        if a.startswith("model="):
+            a = f"model.name={a[6:]}"
+        elif a.startswith("model.") and not a.startswith("model.name="):
+            a = f"++{a}"
+        out.append(a)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """``python -m cozoo.stream [model=NAME] [KEY=VALUE ...]`` (Hydra overrides)."""
+    sys.argv = [sys.argv[0], *shorthand_argv(sys.argv[1:] if argv is None else argv)]
+    _hydra_main()
