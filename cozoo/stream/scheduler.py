@@ -109,7 +109,8 @@ class Scheduler:
     """Streams ``sources`` through ``stream_model`` in one batch of ``rows`` rows (see the
     module docstring). ``mode``: ``offline`` (every frame) or ``realtime`` (paced, latest-frame
     drop policy: :mod:`cozoo.stream.pacing`). ``step_shape`` (without the batch dim) is checked
-    for every step; None: the first step's shape. ``max_frames`` caps every source."""
+    for every step; None: the first step's shape. ``max_frames`` caps every source; ``stop()``
+    returning True ends the run after a step (the running sources: ``interrupted``)."""
 
     def __init__(
         self,
@@ -123,6 +124,7 @@ class Scheduler:
         step_shape: Optional[Tuple[int, ...]] = None,
         max_frames: Optional[int] = None,
         transform: Optional[Callable[[Any], Tensor]] = None,
+        stop: Optional[Callable[[], bool]] = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"cozoo.stream: mode must be one of {MODES}, got {mode!r}")
@@ -135,6 +137,7 @@ class Scheduler:
         self.topk, self.max_frames = int(topk), max_frames
         self.step_shape = None if step_shape is None else tuple(step_shape)
         self.transform = transform or step_transform(stream_model.protocol)
+        self.stop = stop
         self.stats = [
             StreamStats(i, s.name, s.location) for i, s in enumerate(self.sources)
         ]  # fmt: skip
@@ -262,6 +265,8 @@ class Scheduler:
                     if got is None:
                         break
                     self._step(*got)
+                    if self.stop is not None and self.stop():
+                        break
         except KeyboardInterrupt:
             self.interrupted = True
         finally:  # Ctrl-C (or an error of the network itself): end the running rows cleanly
