@@ -79,3 +79,22 @@ def test_atomic_json_replaces_the_old_file(tmp_path):
     path = write_json_atomic(tmp_path / "s.json", {"a": 1})
     write_json_atomic(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_live_table_shows_each_stream(tiny_model):
+    from rich.console import Console
+
+    from cozoo.stream.display import LiveDisplay, describe
+    from cozoo.stream.scheduler import Sink, StreamStats
+
+    live = LiveDisplay(Sink(), enabled=True, topk=2)
+    assert live.enabled is False  # pytest's stdout is not a terminal
+    a = StreamStats(0, "cam", "/dev/video0", status="running", row=0, frames=50, dropped=4)
+    a.started, a.latencies_ms, a.top = 0.0, [10.0, 12.0, 30.0], [("growing", 0.7), ("x", 0.2)]
+    b = StreamStats(1, "clip", "clip.mp4", status="failed", error="clip.mp4: cannot open")
+    console = Console(record=True, width=140)
+    console.print(live.table([a, b], now=2.0))
+    text = console.export_text()
+    assert "cam" in text and "25.0" in text and "growing 0.70" in text and "failed" in text
+    assert "4" in text.split("cam")[1].split("\n")[0]
+    assert describe(b) == "clip [failed: clip.mp4: cannot open] 0 frames, 0 predictions, 0 dropped"
