@@ -27,7 +27,7 @@ from .sources import (
     expand_inputs,
 )
 
-__all__ = ["default_inputs", "main", "make_sources", "run", "stream"]
+__all__ = ["default_inputs", "default_sources", "main", "make_sources", "run", "stream"]
 
 
 def say(message: str) -> None:
@@ -62,17 +62,66 @@ def make_sources(inputs: Sequence[str], protocol: Any, array_rate: float = 30.0)
     return sources
 
 
+def _round_robin(labels: Sequence[int], count: int) -> List[int]:
+    """Indices of ``count`` items taking the classes in turn (first item of each, then the
+    second...)."""
+    by_class: Dict[int, List[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(i)
+    picked: List[int] = []
+    for k in range(max((len(v) for v in by_class.values()), default=0)):
+        picked += [v[k] for _, v in sorted(by_class.items()) if k < len(v)]
+    return picked[: int(count)]
+
+
 def default_inputs(size: str = "small", count: int = 12) -> List[str]:
     """``count`` val videos of the generated Kinetics-layout sample (written into the cache when
     missing), taking the classes in turn."""
     from cozoo.data.kinetics.sample import SAMPLE_CLASSES, ensure_sample
 
     root = ensure_sample(size=size)
-    per_class = [sorted((root / "val" / name).glob("*.mp4")) for name in SAMPLE_CLASSES]
-    picked: List[str] = []
-    for k in range(max((len(v) for v in per_class), default=0)):
-        picked += [str(v[k]) for v in per_class if k < len(v)]
-    return picked[: int(count)]
+    videos = [
+        (p, k)
+        for k, c in enumerate(SAMPLE_CLASSES)
+        for p in sorted((root / "val" / c).glob("*.mp4"))
+    ]
+    return [str(videos[i][0]) for i in _round_robin([k for _, k in videos], count)]
+
+
+def default_sources(protocol: Any, size: str, count: int, rate: float) -> List[Source]:
+    """The embedded default: ``count`` val items of the generated sample of the model's
+    dataset (Kinetics-layout videos, or NTU-layout skeleton sequences)."""
+    if isinstance(protocol, VideoInput):
+        inputs = default_inputs(size, count)
+        say(f"cozoo.stream: the GENERATED SAMPLE: {len(inputs)} val videos of "
+            f"{Path(inputs[0]).parents[2]}")  # fmt: skip
+        return make_sources(inputs, protocol, rate)
+    if isinstance(protocol, SkeletonInput):
+        import numpy as np
+
+        from cozoo.data.ntu.layouts import AgcnNpySplit
+        from cozoo.data.ntu.sample import ensure_sample
+
+        root = ensure_sample(size=size)
+        split = AgcnNpySplit(root, "val")
+        data = np.load(split.data_path("joint"), mmap_mode="r")
+        picked = _round_robin(split.labels, count)
+        say(f"cozoo.stream: the GENERATED SAMPLE: {len(picked)} val sequences of {root}")
+        return [
+            SkeletonSource(
+                f"{split.data_path('joint')}[{i}]",
+                split.names[i],
+                rate,
+                protocol.channels,
+                protocol.joints,
+                protocol.persons,
+                protocol.graph,
+                protocol.modality,
+                data[i],
+            )  # fmt: skip
+            for i in picked
+        ]
+    raise ValueError("cozoo.stream: no generated sample for this model: give inputs=[...]")
 
 
 def _protocol_dict(protocol: Any) -> Optional[Dict[str, Any]]:
@@ -157,16 +206,15 @@ def run(cfg: Any) -> Dict[str, Any]:
     )
     sm.model.to(str(cfg.get("device", "cpu")))
     inputs = cfg.get("inputs")
-    if inputs is None:
-        if not isinstance(sm.protocol, VideoInput):
-            raise ValueError(f"cozoo.stream: {sm.name} is not a video model: give inputs=[...]")
-        inputs = default_inputs(str(cfg.sample_size), int(cfg.sample_videos))
-        root = Path(inputs[0]).parents[2]
-        say(f"cozoo.stream: the GENERATED SAMPLE: {len(inputs)} val videos of {root}")
-    if isinstance(inputs, str):
-        inputs = [inputs]
     try:
-        sources = make_sources(list(inputs), sm.protocol, float(cfg.array_rate))
+        if inputs is None:
+            rate = float(cfg.array_rate)
+            sources = default_sources(
+                sm.protocol, str(cfg.sample_size), int(cfg.sample_videos), rate
+            )
+        else:
+            inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+            sources = make_sources(inputs, sm.protocol, float(cfg.array_rate))
     except SourceError as e:
         raise SystemExit(f"cozoo.stream: {e}") from None
     if not sources:

@@ -9,9 +9,9 @@ of a video model; joints, persons, modality of a skeleton model) comes from
 
 - a run checkpoint: the data module's saved hyper-parameters (what the run trained on);
 - a weights entry (``DEFAULT``, a member name): its ``meta.input``;
-- random weights: the settings ``cozoo.train`` uses on the generated sample
-  (``recipes/sample/kinetics.yaml`` and the recipe's ``sample`` block) for video models, else the
-  ``DEFAULT`` entry's meta.
+- random weights: the settings ``cozoo.train recipe=<model>`` uses on the generated sample
+  (``recipes/sample/<dataset>.yaml`` and the recipe's ``sample`` block: the sample's classes),
+  else (no such recipe) the ``DEFAULT`` entry's meta.
 """
 
 from __future__ import annotations
@@ -71,27 +71,48 @@ def _package_yaml(rel: str) -> Dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}  # type: ignore
 
 
-def sample_protocol(name: str) -> Tuple[VideoInput, Dict[str, Any]]:
-    """The video protocol ``cozoo.train recipe=<name>`` uses on the generated sample, and the
-    builder kwargs it sets there (``pool_size``, ``num_classes``)."""
-    from cozoo.data.kinetics.sample import SAMPLE_CLASSES
+def _sample_group(recipe: Mapping[str, Any]) -> str:
+    """The ``sample`` group a recipe composes (``override /sample: ntu``), else kinetics."""
+    for entry in recipe.get("defaults") or []:
+        if isinstance(entry, Mapping):
+            for key, value in entry.items():
+                if str(key).split()[-1].lstrip("/") == "sample":
+                    return str(value)
+    return "kinetics"
 
-    sample = _package_yaml("sample/kinetics.yaml")
+
+def sample_protocol(name: str, default: Any = None) -> Tuple[Any, Dict[str, Any], List[str]]:
+    """The protocol ``cozoo.train recipe=<name>`` uses on the generated sample, the builder
+    kwargs it sets there (``pool_size``, ``num_classes``...) and the sample's class names.
+    ``default``: the model's published protocol (the skeleton sample keeps its joints)."""
     recipe = _package_yaml(f"recipe/{name}.yaml")
+    group = _sample_group(recipe)
+    sample = _package_yaml(f"sample/{group}.yaml")
     sample.update(recipe.get("sample") or {})
-    protocol = VideoInput(
-        frames=int(sample["frames"]),
-        sampling_rate=int(sample["sampling_rate"]),
-        short_side=int(sample["short_side"]),
-        crop=int(sample["crop"]),
-    )
+    if group == "ntu":
+        from cozoo.data.ntu.sample import SAMPLE_CLASSES
+
+        base = default if isinstance(default, SkeletonInput) else SkeletonInput()
+        protocol: Any = dataclasses.replace(
+            base, frames=int(sample.get("frames", base.frames)),
+            modality=str(sample.get("modality", base.modality)),
+        )  # fmt: skip
+    else:
+        from cozoo.data.kinetics.sample import SAMPLE_CLASSES
+
+        protocol = VideoInput(
+            frames=int(sample["frames"]),
+            sampling_rate=int(sample["sampling_rate"]),
+            short_side=int(sample["short_side"]),
+            crop=int(sample["crop"]),
+        )
     kwargs: Dict[str, Any] = {"num_classes": len(SAMPLE_CLASSES)}
     if isinstance(sample.get("pool_size"), int):
         kwargs["pool_size"] = sample["pool_size"]
     for key, value in (recipe.get("model") or {}).items():
         if key not in ("name", "weights") and isinstance(value, (int, float, str)):
             kwargs[key] = value
-    return protocol, kwargs
+    return protocol, kwargs, list(SAMPLE_CLASSES)
 
 
 def _checkpoint_protocol(checkpoint: Mapping[str, Any], default: Any) -> Tuple[Any, List[str]]:
@@ -149,11 +170,8 @@ def load_stream_model(
     if weights is None:
         protocol, names = default_protocol, []
         extra: Dict[str, Any] = {}
-        if isinstance(default_protocol, VideoInput):
-            protocol, extra = sample_protocol(name)
-            from cozoo.data.kinetics.sample import SAMPLE_CLASSES
-
-            names = list(SAMPLE_CLASSES)
+        if _package_yaml(f"recipe/{name}.yaml"):  # the settings of its recipe on the sample
+            protocol, extra, names = sample_protocol(name, default_protocol)
         warn(
             "\n" + "!" * 78 + f"\n!! cozoo.stream: NO WEIGHTS: {name} has RANDOM weights (no "
             f"{runs_root}/{name}/*/checkpoints/last.ckpt;\n!! train one with python -m "

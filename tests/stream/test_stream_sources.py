@@ -85,9 +85,14 @@ def test_folders_expand_to_their_files(tmp_path):
 
 
 def test_random_weights_use_the_sample_protocol_and_warn(tmp_path):
-    protocol, kwargs = sample_protocol("cox3d_m")
+    protocol, kwargs, names = sample_protocol("cox3d_m")
     assert (protocol.crop, protocol.sampling_rate, protocol.fps) == (48, 2, 30)
-    assert kwargs["pool_size"] == 8 and kwargs["num_classes"] == 6
+    assert kwargs["pool_size"] == 8 and kwargs["num_classes"] == 6 and names[0] == "growing"
+    protocol, kwargs, names = sample_protocol("costgcn_mod")
+    assert (protocol.kind, protocol.frames, protocol.joints, kwargs["pool_size"]) == (
+        "skeleton", 88, 25, 8,
+    )  # fmt: skip
+    assert kwargs["num_classes"] == len(names) == 6
     said = []
     sm = load_stream_model("cox3d_s", None, str(tmp_path), said.append, pool_size=2)
     assert sm.random and sm.weights == "random" and "RANDOM weights" in said[0]
