@@ -40,6 +40,7 @@ from .sources import (
     StepArraySource,
     VideoSource,
     expand_inputs,
+    pyskl_sources,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "VideoSource",
     "expand_inputs",
     "load_stream_model",
+    "pyskl_sources",
     "step_transform",
     "stream",
     "video_step",

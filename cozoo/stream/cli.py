@@ -25,6 +25,7 @@ from .sources import (
     StepArraySource,
     VideoSource,
     expand_inputs,
+    pyskl_sources,
 )
 
 __all__ = ["default_inputs", "default_sources", "main", "make_sources", "run", "stream"]
@@ -34,9 +35,12 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_sources(inputs: Sequence[str], protocol: Any, array_rate: float = 30.0) -> List[Source]:
+def make_sources(
+    inputs: Sequence[str], protocol: Any, array_rate: float = 30.0, pyskl_split: str = "xsub_val"
+) -> List[Source]:
     """One source per input (folders expanded), of the kind the protocol reads: videos through
-    PyAV for a video model, joint arrays / ``.skeleton`` files for a skeleton model, step arrays
+    PyAV for a video model, joint arrays / ``.skeleton`` files / the sequences of a pyskl pickle
+    (``file.pkl`` or ``file.pkl::SPLIT``) for a skeleton model, step arrays
     ``(L, ...)`` otherwise (``(L, D)`` checked for a feature model)."""
     sources: List[Source] = []
     for location in expand_inputs(inputs):
@@ -45,17 +49,18 @@ def make_sources(inputs: Sequence[str], protocol: Any, array_rate: float = 30.0)
             rate = protocol.sampling_rate
             sources.append(VideoSource(location, fps=protocol.fps, sampling_rate=rate))
         elif isinstance(protocol, SkeletonInput):
-            sources.append(
-                SkeletonSource(
-                    location,
-                    rate=array_rate,
-                    channels=protocol.channels,
-                    joints=protocol.joints,
-                    persons=protocol.persons,
-                    graph=protocol.graph,
-                    modality=protocol.modality,
-                )
-            )
+            kwargs = {
+                "rate": array_rate,
+                "channels": protocol.channels,
+                "joints": protocol.joints,
+                "persons": protocol.persons,
+                "graph": protocol.graph,
+                "modality": protocol.modality,
+            }
+            if location.partition("::")[0].endswith(".pkl"):
+                sources += pyskl_sources(location, pyskl_split, **kwargs)
+            else:
+                sources.append(SkeletonSource(location, **kwargs))
         else:
             shape = (protocol.dim,) if isinstance(protocol, FeatureInput) else None
             sources.append(StepArraySource(location, rate=array_rate, step_shape=shape))
@@ -214,7 +219,8 @@ def run(cfg: Any) -> Dict[str, Any]:
             )
         else:
             inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-            sources = make_sources(inputs, sm.protocol, float(cfg.array_rate))
+            split = str(cfg.get("pyskl_split", "xsub_val"))
+            sources = make_sources(inputs, sm.protocol, float(cfg.array_rate), split)
     except SourceError as e:
         raise SystemExit(f"cozoo.stream: {e}") from None
     if not sources:

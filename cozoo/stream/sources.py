@@ -12,7 +12,8 @@ never has to end and a file is never read whole into memory::
                   step is (B, ...)); data: float32 (...)
     SkeletonSource   joint coordinates (T, V, M, C) or (C, T, V, M) ``.npy``, or an NTU
                   ``.skeleton`` file (parsed and pre-normalised as cozoo.data.ntu prepares
-                  it); data: float32 (C, V, M) in the model's modality
+                  it), or a sequence of a pyskl annotation pickle (``pyskl_sources``);
+                  data: float32 (C, V, M) in the model's modality
 
 A source that cannot be opened or read raises :class:`SourceError` naming the source; the
 scheduler reports it for that stream alone and goes on with the others.
@@ -24,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -232,13 +233,17 @@ class SkeletonSource(StepArraySource):
         graph: str = "ntu",
         modality: str = "joint",
         array: Optional[np.ndarray] = None,
+        loader: Optional[Callable[[], np.ndarray]] = None,
     ) -> None:
         super().__init__(location, name, rate, array)
+        self.loader = loader  # gives the joints (C, T, V, M) when the stream starts
         self.channels, self.joints, self.persons = int(channels), int(joints), int(persons)
         self.graph, self.modality = graph, modality
 
     def _ctvm(self) -> np.ndarray:
         """The joints as ``(C, T, V, M)``."""
+        if self.loader is not None:
+            return self.loader()
         if self.array is None and self.location.endswith(".skeleton"):
             from cozoo.data.ntu import SkeletonFileError, normalize_agcn, read_skeleton
 
@@ -275,6 +280,34 @@ class SkeletonSource(StepArraySource):
             x = to_modality(x, self.modality, get_skeleton(self.graph))
         for t in range(x.shape[1]):
             yield Frame(t, t / self.rate, np.ascontiguousarray(x[:, t], dtype=np.float32))
+
+
+def pyskl_sources(location: str, split: str = "xsub_val", **kwargs: Any) -> List[SkeletonSource]:
+    """One source per sequence of the split list ``split`` of a pyskl annotation pickle
+    (``location`` may end in ``::SPLIT``): its camera-space keypoints ``(M, T, V, 3)``
+    pre-normalised over their own length, as the pyskl layout of ``cozoo.data.ntu`` reads them.
+    """
+    from cozoo.data.ntu.layouts import PysklSplit
+
+    path, _, key = location.partition("::")
+    try:
+        items = PysklSplit(path, key or split)
+    except (OSError, KeyError, ValueError) as e:
+        raise SourceError(f"{location}: {e}") from e
+
+    def loader(i: int) -> Callable[[], np.ndarray]:
+        from cozoo.data.ntu import normalize_agcn
+
+        def load() -> np.ndarray:
+            kp = np.asarray(items._keypoints[i], dtype=np.float32)
+            return normalize_agcn(kp, kp.shape[1], select=False, centre_and_rotate=items.normalize)
+
+        return load
+
+    return [
+        SkeletonSource(f"{path}::{name}", name, loader=loader(i), **kwargs)
+        for i, name in enumerate(items.names)
+    ]
 
 
 def expand_inputs(inputs: Sequence[str]) -> List[str]:

@@ -120,3 +120,21 @@ def test_the_newest_run_checkpoint_is_streamed_with_its_protocol(tmp_path):
     assert (sm.protocol.crop, sm.protocol.short_side, sm.protocol.sampling_rate) == (36, 40, 3)
     assert sm.class_names[0] == "growing" and not sm.random
     torch.testing.assert_close(sm.model.state_dict(), net.state_dict())
+
+
+def test_a_pyskl_pickle_gives_a_source_per_sequence(tmp_path):
+    from cozoo.data.ntu import normalize_agcn
+    from cozoo.data.ntu.layouts import load_pyskl
+    from cozoo.data.ntu.sample import write_pyskl_pickle
+    from cozoo.stream import pyskl_sources
+
+    path = write_pyskl_pickle(tmp_path / "anno.pkl", size="tiny")
+    sources = pyskl_sources(f"{path}::xsub_val")
+    data = load_pyskl(path)
+    names = data["split"]["xsub_val"]
+    assert [s.name for s in sources] == names
+    kp = next(a for a in data["annotations"] if a["frame_dir"] == names[1])["keypoint"]
+    steps = np.stack([f.data for f in sources[1].frames()], axis=1)
+    np.testing.assert_array_equal(steps, normalize_agcn(kp, kp.shape[1], select=False))
+    with pytest.raises(SourceError, match="no split 'nope'"):
+        pyskl_sources(f"{path}::nope")
