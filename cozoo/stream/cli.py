@@ -166,6 +166,7 @@ def stream(
             stats = scheduler.run()
         finally:
             seconds = scheduler.clock.now() - t0
+        live.final(stats, scheduler.clock.now())
     frames = sum(s.frames for s in stats)
     summary = {
         "model": sm.name,

@@ -68,13 +68,21 @@ class LiveDisplay(Sink):
         self._last = now
         self.live.update(self.table(stats, now), refresh=True)
 
+    def final(self, stats: Sequence[StreamStats], now: float) -> None:
+        """Draw the table once more with every source's final state."""
+        if self.live is not None:
+            self.live.update(self.table(stats, now), refresh=True)
+
     def table(self, stats: Sequence[StreamStats], now: float) -> Any:
         from rich.table import Table
 
-        table = Table(title="cozoo.stream", expand=False)
-        for col in ("source", "row", "status", "frames", "fps", "p50 ms", "p95 ms", "drops"):
-            table.add_column(col, justify="right" if col not in ("source", "status") else "left")
-        table.add_column(f"top-{self.topk}")
+        table = Table(title="cozoo.stream (step latency p50/p95 in ms)", expand=False)
+        table.add_column("source", no_wrap=True, overflow="ellipsis", min_width=8, max_width=20)
+        for col, width in (("row", 3), ("status", 7), ("frames", 6), ("fps", 5), ("p50", 5),
+                           ("p95", 5), ("drops", 5)):  # fmt: skip
+            justify = "left" if col == "status" else "right"
+            table.add_column(col, justify=justify, no_wrap=True, min_width=width)
+        table.add_column(f"top-{self.topk}", overflow="fold", min_width=12)
         for s in stats:
             seconds = s.elapsed(now)
             p50, p95 = percentile(s.latencies_ms, 50), percentile(s.latencies_ms, 95)
