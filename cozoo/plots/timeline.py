@@ -86,8 +86,11 @@ def plot_timeline(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02 if len(s) == 0 or np.nanmax(s) <= 1 else None)
-    if len(t):
-        ax.set_xlim(float(t[0]), float(t[-1]) if t[-1] > t[0] else float(t[0]) + 1)
+    span = [float(v) for v in t[[0, -1]]] if len(t) else []
+    span += [v for seg in segments for v in (seg.start, seg.end)]
+    if span:  # the predictions and the ground truth both in view
+        lo, hi = min(span), max(span)
+        ax.set_xlim(lo, hi if hi > lo else lo + 1)
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     if shown:
