@@ -162,10 +162,12 @@ def stream(
             max_frames=max_frames,
         )  # fmt: skip
         t0 = scheduler.clock.now()
+        error: Optional[BaseException] = None
         try:
             stats = scheduler.run()
-        finally:
-            seconds = scheduler.clock.now() - t0
+        except Exception as e:  # the network itself failed: keep the summary, then raise
+            error, stats = e, scheduler.stats
+        seconds = scheduler.clock.now() - t0
         live.final(stats, scheduler.clock.now())
     frames = sum(s.frames for s in stats)
     summary = {
@@ -177,6 +179,7 @@ def stream(
         "rows": scheduler.rows,
         "sources": len(sources),
         "interrupted": scheduler.interrupted,
+        "error": None if error is None else f"{type(error).__name__}: {error}",
         "batch_steps": scheduler.batch_steps,
         "seconds": round(seconds, 4),
         "frames": frames,
@@ -189,6 +192,8 @@ def stream(
         "streams": [{"index": s.index, **s.summary(scheduler.clock.now())} for s in stats],
     }
     path = outputs.write_summary(summary)
+    if error is not None:
+        raise error
     if live.live is not None:
         for s in stats:
             say(f"cozoo.stream: {describe(s)}")

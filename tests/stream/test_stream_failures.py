@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from cozoo.stream import (
     Frame,
@@ -80,3 +81,24 @@ def test_outputs_of_a_failed_source_and_ctrl_c_are_kept(tmp_path, tiny_model):
     assert [r["frame"] for r in records] == list(range(3, 20))
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["streams"][1]["frames"] == 20 and saved["interrupted"] is True
+
+
+def test_a_network_error_still_writes_the_summary(tmp_path, tiny_model):
+    sm = tiny_model()
+    calls = {"n": 0}
+    step = sm.model.forward_step
+
+    def failing(x):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("out of memory")
+        return step(x)
+
+    sm.model.forward_step = failing
+    array = np.zeros((10, 4), np.float32)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        stream(sm, [StepArraySource("a", array=array)], tmp_path, display=False)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["error"] == "RuntimeError: out of memory"
+    assert saved["streams"][0]["status"] == "interrupted" and saved["streams"][0]["frames"] == 5
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 2
