@@ -138,6 +138,9 @@ class Scheduler:
         self.step_shape = None if step_shape is None else tuple(step_shape)
         self.transform = transform or step_transform(stream_model.protocol)
         self.stop = stop
+        params = getattr(stream_model.model, "parameters", None)
+        param = next(iter(params()), None) if callable(params) else None
+        self.device = param.device if param is not None else torch.device("cpu")
         self.stats = [
             StreamStats(i, s.name, s.location) for i, s in enumerate(self.sources)
         ]  # fmt: skip
@@ -251,7 +254,7 @@ class Scheduler:
                 return None
             template = next(s for s in steps if s is not None)
             batch = torch.stack([s if s is not None else torch.zeros_like(template) for s in steps])
-            return batch, frames
+            return batch.to(self.device, non_blocking=True), frames
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> List[StreamStats]:
