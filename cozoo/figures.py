@@ -200,7 +200,7 @@ def stream_timeline(
         encode_mp4(path, np.concatenate(parts), fps=30)
         rate = sm.protocol.sampling_rate
         Scheduler(sm, [VideoSource(str(path), fps=30, sampling_rate=rate)], sink=keep).run()
-    weights = "random weights" if sm.random else Path(sm.weights).parts[-3]
+    weights = "random weights" if sm.random else f"run {Path(sm.weights).parts[-3]}"
     return plot_timeline(
         keep.times,
         np.stack(keep.scores),
