@@ -138,3 +138,15 @@ def test_a_pyskl_pickle_gives_a_source_per_sequence(tmp_path):
     np.testing.assert_array_equal(steps, normalize_agcn(kp, kp.shape[1], select=False))
     with pytest.raises(SourceError, match="no split 'nope'"):
         pyskl_sources(f"{path}::nope")
+
+
+def test_feature_arrays_are_checked_against_a_feature_protocol(tmp_path):
+    from cozoo.models import FeatureInput
+    from cozoo.stream.cli import make_sources
+
+    np.save(tmp_path / "video_1.npy", np.ones((6, 4), np.float32))
+    np.save(tmp_path / "video_2.npy", np.ones((6, 5), np.float32))
+    ok, bad = make_sources([str(tmp_path)], FeatureInput(dim=4), array_rate=4.0)
+    assert [f.time for f in ok.frames()] == [0, 0.25, 0.5, 0.75, 1.0, 1.25]
+    with pytest.raises(SourceError, match=r"video_2.npy: expected steps of shape \(4,\)"):
+        list(bad.frames())
