@@ -182,7 +182,12 @@ def load_stream_model(
         return StreamModel(model.eval(), name, "random", protocol, names, random=True)
     path = Path(os.path.expanduser(str(weights)))
     if path.is_file():
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        try:  # a cozoo.train checkpoint says what it was trained on; other files do not
+            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            checkpoint = {}
+        if not isinstance(checkpoint, Mapping):
+            checkpoint = {}
         saved = (checkpoint.get("hyper_parameters") or {}).get("model") or {}
         if isinstance(saved, Mapping) and saved.get("name") and saved["name"] != name:
             warn(f"cozoo.stream: {path} holds a {saved['name']!r} network: streaming that")
