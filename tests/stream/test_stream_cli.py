@@ -23,7 +23,7 @@ def test_the_config_composes_with_overrides():
     assert dict(other.model) == {"name": "cox3d_s", "pool_size": 2}
     assert cfg.model.name == "cox3d_m" and cfg.weights is None and cfg.mode == "realtime"
     assert list(cfg.inputs) == ["a.mp4", "/dev/video0"] and cfg.rows == 3
-    assert cfg.annotate is False and cfg.display is True and cfg.topk == 5
+    assert cfg.annotate is False and cfg.display is True and cfg.topk == 5 and cfg.threads == 1
     assert str(cfg.run_dir).startswith("runs/stream/")
 
 
