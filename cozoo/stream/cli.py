@@ -100,7 +100,10 @@ def default_sources(protocol: Any, size: str, count: int, rate: float) -> List[S
         inputs = default_inputs(size, count)
         say(f"cozoo.stream: the GENERATED SAMPLE: {len(inputs)} val videos of "
             f"{Path(inputs[0]).parents[2]}")  # fmt: skip
-        return make_sources(inputs, protocol, rate)
+        sources = make_sources(inputs, protocol, rate)
+        for source in sources:  # the class folder in the name: "moving_left-<youtube id>"
+            source.name = f"{Path(source.location).parent.name.replace(' ', '_')}-{source.name}"
+        return sources
     if isinstance(protocol, SkeletonInput):
         import numpy as np
 
