@@ -3,11 +3,16 @@
 ::
 
     python -m cozoo.figures accuracy_vs_flops --out docs/accuracy_vs_flops.png
+    python -m cozoo.figures stream_timeline --out docs/stream_timeline.png
 
 ``accuracy_vs_flops``: Kinetics-400 top-1 accuracy against the MACs one prediction costs, the
 regular clip models (one prediction = one clip forward) next to their continual versions (one
 prediction = one step, per pool size), like co3d's ``figures/results.png``. The continual points
 and the clip models (``meta.baseline``) both come from ``get_model_weights(name).DEFAULT.meta``.
+
+``stream_timeline``: ``cozoo.stream``'s class scores over time on one generated stream whose
+class changes (sample videos of three classes in a row), ground truth shaded, through the newest
+``runs/cox3d_m`` checkpoint of ``python -m cozoo.train recipe=cox3d_m``.
 
 Needs matplotlib (``pip install 'cozoo[dev]'``).
 """
@@ -18,7 +23,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-__all__ = ["FIGURES", "accuracy_vs_flops", "accuracy_vs_flops_points", "main"]
+__all__ = ["FIGURES", "accuracy_vs_flops", "accuracy_vs_flops_points", "main", "stream_timeline"]
 
 _METRIC, _DATASET = "top-1 accuracy", "Kinetics-400"
 
@@ -152,7 +157,63 @@ def accuracy_vs_flops(out: Path, names: Optional[Sequence[str]] = None) -> Path:
     return out
 
 
-FIGURES = {"accuracy_vs_flops": accuracy_vs_flops}
+def stream_timeline(
+    out: Path,
+    names: Optional[Sequence[str]] = None,
+    classes: Sequence[str] = ("moving left", "rotating clockwise", "growing"),
+    runs_root: str = "runs",
+) -> Path:
+    """Class scores over time of ``cozoo.stream`` on one stream that changes class: val videos
+    of the generated Kinetics-layout sample of ``classes``, one after the other in one mp4, the
+    ground truth shaded. The model: ``names[0]`` (default ``cox3d_m``) with the newest
+    ``<runs_root>/<model>/*/checkpoints/last.ckpt`` (else random weights, loudly)."""
+    import tempfile
+
+    import numpy as np
+
+    from cozoo.data.kinetics.sample import SAMPLE_CLASSES, encode_mp4, ensure_sample
+    from cozoo.plots import Segment, plot_timeline
+    from cozoo.stream import Scheduler, Sink, VideoSource, load_stream_model
+
+    name = names[0] if names else "cox3d_m"
+    sm = load_stream_model(name, None, runs_root)
+    root = ensure_sample(size="small")
+    parts, segments, t = [], [], 0.0
+    for label in classes:
+        video = sorted((root / "val" / label).glob("*.mp4"))[0]
+        frames = np.stack([f.data for f in VideoSource(str(video), fps=30).frames()])
+        parts.append(frames)
+        segments.append(Segment(t, t + len(frames) / 30, SAMPLE_CLASSES.index(label)))
+        t += len(frames) / 30
+
+    class Keep(Sink):
+        times: List[float] = []
+        scores: List[np.ndarray] = []
+
+        def prediction(self, stats, frame, step, scores) -> None:
+            self.times.append(frame.time)
+            self.scores.append(scores)
+
+    keep = Keep()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "changing.mp4"
+        encode_mp4(path, np.concatenate(parts), fps=30)
+        rate = sm.protocol.sampling_rate
+        Scheduler(sm, [VideoSource(str(path), fps=30, sampling_rate=rate)], sink=keep).run()
+    weights = "random weights" if sm.random else f"run {Path(sm.weights).parts[-3]}"
+    return plot_timeline(
+        keep.times,
+        np.stack(keep.scores),
+        out,
+        class_names=sm.class_names,
+        segments=segments,
+        classes=[s.label for s in segments],
+        title=f"python -m cozoo.stream: {name} ({weights}) on one stream of "
+        f"{len(classes)} sample videos; shaded: ground truth",
+    )
+
+
+FIGURES = {"accuracy_vs_flops": accuracy_vs_flops, "stream_timeline": stream_timeline}
 
 
 def main(argv: Optional[List[str]] = None) -> None:

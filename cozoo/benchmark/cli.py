@@ -1,5 +1,5 @@
-"""The command: ``python -m cozoo.benchmark [speed|core|flops] [KEY=VALUE ...]``, a Hydra app on
-``cozoo/recipes/benchmark.yaml``; ``run(cfg)`` runs a composed config from Python."""
+"""The command: ``python -m cozoo.benchmark [speed|core|flops|stream] [KEY=VALUE ...]``, a Hydra
+app on ``cozoo/recipes/benchmark.yaml``; ``run(cfg)`` runs a composed config from Python."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from .core import run_core
 from .flops import run_flops
 from .results import write_json, write_results
 from .speed import as_list, run_speed
+from .stream import run_stream
 from .timing import flushing_denormals, resolve_threads
 
-SUITES = ("speed", "core", "flops")
+SUITES = ("speed", "core", "flops", "stream")
 
 
 def run(cfg: Any) -> List[dict]:
@@ -41,6 +42,8 @@ def _run_suite(cfg: Any) -> List[dict]:
                 **{k: cfg.core[k] for k in ("layers", "channels", "size", "frames", "compile")},
             )
             rows += run_core(args)
+    elif suite == "stream":
+        rows = run_stream(cfg)
     elif suite == "flops":
         rows = run_flops(SimpleNamespace(pattern=str(cfg.pattern)))
     else:
@@ -59,8 +62,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def shorthand_argv(argv: Sequence[str]) -> List[str]:
-    """``core`` / ``flops`` / ``speed`` as the first argument -> ``suite=...`` (Hydra takes
-    no positional arguments)."""
+    """``core`` / ``flops`` / ``speed`` / ``stream`` as the first argument -> ``suite=...``
+    (Hydra takes no positional arguments)."""
     argv = list(argv)
     if argv and argv[0] in SUITES:
         argv[0] = f"suite={argv[0]}"
@@ -68,7 +71,7 @@ def shorthand_argv(argv: Sequence[str]) -> List[str]:
 
 
 def main(argv: List[str] | None = None) -> None:
-    """``python -m cozoo.benchmark [core|flops|speed] [KEY=VALUE ...]`` (Hydra overrides)."""
+    """``python -m cozoo.benchmark [core|flops|speed|stream] [KEY=VALUE ...]`` (Hydra overrides)."""
     args = shorthand_argv(sys.argv[1:] if argv is None else argv)
     sys.argv = [sys.argv[0], *args]
     _hydra_main()

@@ -101,10 +101,10 @@ def test_no_import_circle_in_cozoo():
 
 #: Layers, bottom up: a module imports only from its own layer and the layers below.
 LAYERS = (
-    ("cozoo.co", "cozoo.safe_pickle", "cozoo"),
+    ("cozoo.co", "cozoo.safe_pickle", "cozoo", "cozoo.plots"),
     ("cozoo.models",),
     ("cozoo.data", "cozoo.tasks", "cozoo.recipes", "cozoo.callbacks"),
-    ("cozoo.train", "cozoo.evaluate", "cozoo.benchmark", "cozoo.figures"),
+    ("cozoo.train", "cozoo.evaluate", "cozoo.benchmark", "cozoo.figures", "cozoo.stream"),
 )
 
 
