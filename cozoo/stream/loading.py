@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cozoo.models import SkeletonInput, VideoInput, create_model, get_model_weights
+from cozoo.models import (
+    FeatureInput,
+    SkeletonInput,
+    VideoInput,
+    create_model,
+    get_model_weights,
+)
 
 __all__ = [
     "StreamModel",
@@ -89,7 +95,11 @@ def sample_protocol(name: str, default: Any = None) -> Tuple[Any, Dict[str, Any]
     group = _sample_group(recipe)
     sample = _package_yaml(f"sample/{group}.yaml")
     sample.update(recipe.get("sample") or {})
-    if group == "ntu":
+    if group == "thumos":  # feature steps: the model's own protocol, THUMOS14's 22 classes
+        from cozoo.data.thumos.protocol import CLASS_NAMES as SAMPLE_CLASSES
+
+        protocol = default
+    elif group == "ntu":
         from cozoo.data.ntu.sample import SAMPLE_CLASSES
 
         base = default if isinstance(default, SkeletonInput) else SkeletonInput()
@@ -121,6 +131,10 @@ def _checkpoint_protocol(checkpoint: Mapping[str, Any], default: Any) -> Tuple[A
     data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     task = dict(checkpoint.get("hyper_parameters") or {})
     num_classes = (task.get("model") or {}).get("num_classes")
+    if task.get("input_key") == "features":  # online detection: THUMOS14 classes
+        from cozoo.data.thumos.protocol import CLASS_NAMES
+
+        return default, list(CLASS_NAMES)
     if task.get("input_key", "video") == "skeleton" or "benchmark" in data:
         from cozoo.data.ntu import class_names
         from cozoo.data.ntu.sample import SAMPLE_CLASSES
@@ -151,6 +165,16 @@ def _published_class_names(meta: Any) -> List[str]:
     return []  # Kinetics-400's names are not shipped: "class k"
 
 
+def _fit_features(model: nn.Module, protocol: Any) -> Any:
+    """A feature protocol with the width the built network reads (``feature_dim``: a model
+    built narrower or wider than its published one, e.g. other features)."""
+    network = getattr(model, "network", model)  # a SlidingWindowNetwork's regular network
+    dim = getattr(network, "feature_dim", None)
+    if isinstance(protocol, FeatureInput) and isinstance(dim, int) and dim != protocol.dim:
+        return dataclasses.replace(protocol, dim=dim)
+    return protocol
+
+
 def load_stream_model(
     name: str,
     weights: Optional[str] = None,
@@ -179,6 +203,7 @@ def load_stream_model(
             "noise.\n" + "!" * 78
         )
         model = create_model(name, weights=None, **{**extra, **kwargs})
+        protocol = _fit_features(model, protocol)
         return StreamModel(model.eval(), name, "random", protocol, names, random=True)
     path = Path(os.path.expanduser(str(weights)))
     if path.is_file():
@@ -194,6 +219,7 @@ def load_stream_model(
             return load_stream_model(str(saved["name"]), str(path), runs_root, warn, **kwargs)
         protocol, names = _checkpoint_protocol(checkpoint, default_protocol)
         model = create_model(name, weights=str(path), **kwargs)
+        protocol = _fit_features(model, protocol)
         return StreamModel(model.eval(), name, str(path), protocol, names or None)
     model = create_model(name, weights=weights, **kwargs)
     member = enum.verify(weights) if enum is not None else None
@@ -221,4 +247,4 @@ def step_transform(protocol: Any) -> Callable[[Any], Tensor]:
     """Raw frame data -> one step ``(C, *S)`` of the model (without the batch dim)."""
     if isinstance(protocol, VideoInput):
         return lambda data: video_step(data, protocol)
-    return lambda data: torch.as_tensor(np.asarray(data, dtype=np.float32))
+    return lambda data: torch.from_numpy(np.array(data, dtype=np.float32))
