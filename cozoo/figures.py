@@ -4,6 +4,7 @@
 
     python -m cozoo.figures accuracy_vs_flops --out docs/accuracy_vs_flops.png
     python -m cozoo.figures stream_timeline --out docs/stream_timeline.png
+    python -m cozoo.figures detection_timeline --out docs/detection_timeline.png [--video NAME]
 
 ``accuracy_vs_flops``: Kinetics-400 top-1 accuracy against the MACs one prediction costs, the
 regular clip models (one prediction = one clip forward) next to their continual versions (one
@@ -14,6 +15,10 @@ and the clip models (``meta.baseline``) both come from ``get_model_weights(name)
 class changes (sample videos of three classes in a row), ground truth shaded, through the newest
 ``runs/cox3d_m`` checkpoint of ``python -m cozoo.train recipe=cox3d_m``.
 
+``detection_timeline``: an online detector (``cooadtr_b1``, the newest ``runs/cooadtr_b1``
+checkpoint) streamed over one THUMOS14 test video (``--root``; default: the generated sample),
+its per-step class scores against the ground-truth segments.
+
 Needs matplotlib (``pip install 'cozoo[dev]'``).
 """
 
@@ -23,7 +28,14 @@ import argparse
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-__all__ = ["FIGURES", "accuracy_vs_flops", "accuracy_vs_flops_points", "main", "stream_timeline"]
+__all__ = [
+    "FIGURES",
+    "accuracy_vs_flops",
+    "accuracy_vs_flops_points",
+    "detection_timeline",
+    "main",
+    "stream_timeline",
+]
 
 _METRIC, _DATASET = "top-1 accuracy", "Kinetics-400"
 
@@ -213,7 +225,87 @@ def stream_timeline(
     )
 
 
-FIGURES = {"accuracy_vs_flops": accuracy_vs_flops, "stream_timeline": stream_timeline}
+def _segments(targets, seconds_per_step: float, skip: Sequence[int]) -> list:
+    """Runs of one class in one-hot ``targets`` ``(L, K)`` -> ``Segment`` s in seconds (the
+    classes in ``skip``, e.g. background, left out)."""
+    from cozoo.plots import Segment
+
+    labels = targets.argmax(1).tolist()
+    segments, start = [], 0
+    for t in range(1, len(labels) + 1):
+        if t == len(labels) or labels[t] != labels[start]:
+            if labels[start] not in skip:
+                segments.append(
+                    Segment(start * seconds_per_step, t * seconds_per_step, labels[start])
+                )
+            start = t
+    return segments
+
+
+def detection_timeline(
+    out: Path,
+    names: Optional[Sequence[str]] = None,
+    video: Optional[str] = None,
+    root: Optional[str] = None,
+    features: str = "kinetics",
+    runs_root: str = "runs",
+    sample_size: str = "small",
+    cache_dir: Optional[str] = None,
+) -> Path:
+    """Ground-truth segments against per-step scores of an online detector streamed over one
+    THUMOS14 test video (``root``; None: the generated sample). The model: ``names[0]`` (default
+    ``cooadtr_b1``) with the newest ``<runs_root>/<model>/*/checkpoints/last.ckpt`` (else random
+    weights, loudly); the video: ``video`` (a name), else the one with the most action steps.
+    Scores: softmax over logits 0-20 (the OadTR protocol); one step = 0.2 s."""
+    import torch
+
+    from cozoo.data.thumos import ThumosDataModule
+    from cozoo.data.thumos.protocol import AMBIGUOUS, BACKGROUND, CLASS_NAMES
+    from cozoo.plots import plot_timeline
+    from cozoo.stream import load_stream_model
+
+    name = names[0] if names else "cooadtr_b1"
+    sm = load_stream_model(name, None, runs_root)
+    data = ThumosDataModule(
+        root=root, features=features, sample_size=sample_size, cache_dir=cache_dir
+    )
+    videos = list(data.videos("test"))
+    if video is not None:
+        chosen = next((v for v in videos if v.name == video), None)
+        if chosen is None:
+            raise ValueError(f"detection_timeline: no test video {video!r} in {data.data_root}")
+    else:
+        chosen = max(videos, key=lambda v: int((v.targets.argmax(1) != BACKGROUND).sum()))
+    model = sm.model
+    model.clean_state()
+    with torch.inference_mode():
+        steps = [
+            model.forward_step(chosen.features[:, t].unsqueeze(0))
+            for t in range(chosen.features.shape[1])
+        ]
+    first = next(t for t, y in enumerate(steps) if y is not None)
+    logits = torch.cat(steps[first:])[:, :AMBIGUOUS]
+    scores = torch.softmax(logits, 1).numpy()
+    seconds = 0.2
+    segments = _segments(chosen.targets, seconds, skip=(BACKGROUND, AMBIGUOUS))
+    shown = list(dict.fromkeys(s.label for s in segments))
+    weights = "random weights" if sm.random else f"run {Path(sm.weights).parts[-3]}"
+    return plot_timeline(
+        [t * seconds for t in range(first, len(steps))],
+        scores,
+        out,
+        class_names=CLASS_NAMES,
+        segments=segments,
+        classes=shown or None,
+        title=f"{name} ({weights}) streamed over {chosen.name}; shaded: ground truth",
+    )
+
+
+FIGURES = {
+    "accuracy_vs_flops": accuracy_vs_flops,
+    "detection_timeline": detection_timeline,
+    "stream_timeline": stream_timeline,
+}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -221,9 +313,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("figure", choices=sorted(FIGURES))
     parser.add_argument("--out", type=Path, default=None, help="PNG path (docs/FIGURE.png)")
     parser.add_argument("--models", nargs="*", default=None, help="zoo models (default: all)")
+    parser.add_argument("--video", default=None, help="detection_timeline: a test video's name")
+    parser.add_argument("--root", default=None, help="detection_timeline: the THUMOS14 root")
+    parser.add_argument("--runs-root", default="runs", help="where cozoo.train wrote its runs")
     args = parser.parse_args(argv)
     out = args.out if args.out is not None else Path("docs") / f"{args.figure}.png"
-    print(f"wrote {FIGURES[args.figure](out, args.models)}")
+    extra = {}
+    if args.figure == "detection_timeline":
+        extra = {"video": args.video, "root": args.root, "runs_root": args.runs_root}
+    elif args.figure == "stream_timeline":
+        extra = {"runs_root": args.runs_root}
+    print(f"wrote {FIGURES[args.figure](out, args.models, **extra)}")
 
 
 if __name__ == "__main__":

@@ -160,3 +160,20 @@ def test_adam_and_the_step_schedule():
         lrs.append(optimizer.param_groups[0]["lr"])
         schedule["scheduler"].step()
     assert lrs == pytest.approx([1e-4, 1e-5, 1e-6, 1e-7])
+
+
+def test_the_detection_timeline_figure(tmp_path, thumos_cache):
+    """Ground-truth runs become segments in seconds (background and Ambiguous left out); the
+    figure streams a video and writes a PNG."""
+    from cozoo.figures import _segments, detection_timeline
+
+    targets = torch.nn.functional.one_hot(torch.tensor([0, 0, 3, 3, 3, 21, 0, 5]), 22)
+    segments = _segments(targets, 0.2, skip=(0, 21))
+    assert [s.label for s in segments] == [3, 5]
+    bounds = [value for s in segments for value in (s.start, s.end)]
+    assert bounds == pytest.approx([0.4, 1.0, 1.4, 1.6])
+    out = detection_timeline(
+        tmp_path / "timeline.png", ["cooadtr_b1"], runs_root=str(tmp_path / "none"),
+        sample_size="tiny", cache_dir=str(thumos_cache),
+    )  # fmt: skip
+    assert out.exists() and out.stat().st_size > 10_000
