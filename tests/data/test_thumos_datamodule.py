@@ -281,7 +281,12 @@ def test_recipe_groups_build_the_data_module(cache):
             "seed": 3,
             "data": OmegaConf.load(groups / "data" / "thumos.yaml"),
             "sample": OmegaConf.load(groups / "sample" / "thumos.yaml"),
-            "published": {"batch_size": 128, "num_workers": 8},
+            "published": {
+                "batch_size": 128,
+                "num_workers": 8,
+                "features": "kinetics",
+                "audio": False,
+            },
         }
     )
     cfg.data.cache_dir, cfg.data.sample_size = str(cache), "tiny"
