@@ -8,6 +8,7 @@ average pool a running sum that is re-summed exactly from the cached frames ever
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
@@ -64,7 +65,7 @@ class _ContinualPool(SlidingWindow):
         # Elementwise folds (no stacked copy) keep the frames' memory layout (channels-last).
         if self._is_max:
             return functools.reduce(torch.maximum, used)
-        return functools.reduce(torch.add, used) / self._divisor
+        return functools.reduce(operator.add, used) / self._divisor
 
     def _clip_output(self, frames: Tensor) -> Tensor:
         """Temporal pooling (no padding, temporal stride) of prepared frames ``(B, C, T', *S')``."""
@@ -100,7 +101,7 @@ class _ContinualPool(SlidingWindow):
 
     @staticmethod
     def _exact_sum(frames: Sequence[Tensor]) -> Tensor:
-        return functools.reduce(torch.add, frames)
+        return functools.reduce(operator.add, frames)
 
     # Average pools keep ``extra = (S, age)``: ``S`` the sum of the cached frames, re-summed
     # exactly from them every ``N-1`` steps (``age`` counts to that) so that rounding error
