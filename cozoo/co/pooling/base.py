@@ -20,6 +20,10 @@ from ..modes import in_static_bookkeeping, in_tensor_mode
 from ..validity import Valid, select_rows
 from ..window import SlidingWindow
 
+# Bound once: ptflops' ``count_functional`` swaps F's functions while it counts, and a pool's
+# own hook counts it already.
+_avg_pool2d, _max_pool2d = F.avg_pool2d, F.max_pool2d
+
 
 class _ContinualPool(SlidingWindow):
     """Temporal machinery shared by every continual pool.
@@ -74,10 +78,10 @@ class _ContinualPool(SlidingWindow):
         flat = frames.reshape(b, c, t, -1)  # spatial dims merged: one 2-D pool for every rank
         k, s, d = self._t_kernel, self._t_stride, self._t_dilation
         if self._is_max:
-            out = F.max_pool2d(flat, (k, 1), (s, 1), 0, (d, 1))
+            out = _max_pool2d(flat, (k, 1), (s, 1), 0, (d, 1))
         elif d == 1:
             override = None if self._divisor == k else int(self._divisor)
-            out = F.avg_pool2d(flat, (k, 1), (s, 1), divisor_override=override)
+            out = _avg_pool2d(flat, (k, 1), (s, 1), divisor_override=override)
         else:
             n_out = (t - self._t_window) // s + 1
             span = (n_out - 1) * s + 1
