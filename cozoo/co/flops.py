@@ -6,9 +6,11 @@ Importing ``cozoo.co`` registers the continual modules with ptflops (when it is 
 ``forward`` mode, one step in ``forward_step`` mode. Counting follows ptflops' module-hook
 convention: each module that computes counts itself, once. ptflops >= 0.7 also counts some
 ``torch`` functions when they are called (``count_functional``, on by default); the steps of the
-continual modules call none of those, so a count is the same with that option on or off (this
-module turns it off). One step of a convolution counts exactly the MACs of one output frame; a
-step of an attention module counts its projections also while it warms up.
+continual modules call none of those (nor do the clips of convolutions, pools and containers; a
+clip of attention runs torch's, which ptflops counts so for ``torch.nn`` too), so a step's count
+is the same with that option on or off (this module turns it off). One step of a convolution
+counts exactly the MACs of one output frame; a step of an attention module counts its
+projections also while it warms up; a reduce of branches counts nothing of its own.
 
 ``complexity(module, clip_shape)`` returns params and MACs for a clip and for one step::
 
