@@ -27,17 +27,18 @@ continual-inference's workflow is a second front door to the same path::
                                     **wrapper.state_dynamic_axes})
     # or: co.onnx.export(net, (frame, *state), "net.onnx", input_names=["input"],
     #                    output_names=["output"])
-    output, *state = session.run(None, {"input": frame, **dict(zip(names, state))})
+    feed = dict(zip(wrapper.state_input_names, (s.numpy() for s in state)))
+    output, *state = session.run(None, {"input": frame.numpy(), **feed})   # state fed back
 
 Graph inputs ``input``, ``s0`` ... ``s{N-1}``; outputs ``output`` (computed on every step,
-also while warming up), ``ns0`` ... ``ns{N-1}``; no ``valid`` (that is the difference). An
-``opset_version`` below the exporter's lowest (18) is converted if ONNX can, else 18 stays.
+also while warming up), ``ns0`` ... ``ns{N-1}``; no ``valid`` (that is the difference). The
+flat state is the one ``initial_state`` gives for fresh streams. An ``opset_version`` below the
+exporter's lowest (18) is converted if ONNX can, else 18 stays.
 
-What is dynamic: the batch size
-``B`` (with ``dynamic_batch=True``, the default), the same for the input, every state tensor and
-the outputs, so one file serves any number of streams (``B`` stays fixed within a stream: the
-state holds it). What is not: the channels and spatial size of a step (those of
-``example_step``), the layout of the state, and the module's weights.
+What is dynamic: the batch size ``B`` (with ``dynamic_batch=True``, the default), the same for
+the input, every state tensor and the outputs, so one file serves any number of streams (``B``
+stays fixed within a stream: the state holds it). What is not: the channels and spatial size
+of a step (those of ``example_step``), the layout of the state, and the module's weights.
 """
 
 from __future__ import annotations
