@@ -202,13 +202,16 @@ def test_forward_step_state_is_flat_cloneable_and_fresh_from_none():
     y, state = net._forward_step(x[:, :, 0], None)
     assert y is None  # warming up: as forward_step
     assert isinstance(state, tuple) and [type(s) for s in state] == [torch.Tensor] * len(state)
-    cloned = tuple(s.clone() for s in state)
+    after_first = tuple(s.clone() for s in state)
     for t in range(1, 4):
         y, state = net._forward_step(x[:, :, t], state)
-    y_again, _ = net._forward_step(x[:, :, 1], cloned)
-    y_fresh, _ = net._forward_step(x[:, :, 0], None)
-    assert y_fresh is None and y_again is None  # the clone is an independent copy
     torch.testing.assert_close(y, net.forward(x[:, :, 1:4])[:, :, 0])
+    # The first step's state, stepped on again, still holds only the first frame.
+    resumed = after_first
+    for t in (1, 2):
+        y_resumed, resumed = net._forward_step(x[:, :, t], resumed)
+    torch.testing.assert_close(y_resumed, net.forward(x[:, :, 0:3])[:, :, 0])
+    assert net._forward_step(x[:, :, 0], None)[0] is None  # None is a fresh stream again
 
 
 def test_wrapper_needs_a_known_state_layout():
