@@ -81,7 +81,8 @@ class OnnxWrapper(StepFunction):
     one-stream steps, a network whose step runs torch's recurrent layers or torch's attention
     over a window (encoders of two or more layers) comes out for one stream only.
     ``co.onnx.export(model, (step, *state), path, ...)`` traces two streams and keeps the batch
-    dynamic for every network (as does a two-stream example given here).
+    dynamic for every network, as does ``torch.onnx.export`` of steps and a state of two
+    streams.
     """
 
     def __init__(self, model: CoModule, example_step: Optional[Tensor] = None):

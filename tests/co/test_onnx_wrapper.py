@@ -95,9 +95,9 @@ def steps_of(net) -> int:
     return (int(rf) if math.isfinite(rf) else 4) + 3
 
 
-def warm_up(net, channels: int, steps: int = 2):
-    """The reference's warm-up: ``_forward_step`` from ``None`` on one stream."""
-    x = torch.randn(1, channels, steps)
+def warm_up(net, channels: int, steps: int = 2, streams: int = 1):
+    """The reference's warm-up: ``_forward_step`` from ``None`` (on one stream)."""
+    x = torch.randn(streams, channels, steps)
     state = None
     with torch.no_grad():
         for t in range(steps):
@@ -174,6 +174,17 @@ def test_reference_onnx_workflow(name, tmp_path):
     assert [o.name for o in session.get_outputs()] == ["output"] + [f"n{n}" for n in state_names]
     assert all(any(isinstance(d, str) for d in i.shape) for i in session.get_inputs())
     run_and_compare(session, net, state_names, channels)
+
+
+def test_torch_onnx_export_from_two_streams_keeps_any_network_batch_dynamic(tmp_path):
+    """What co.onnx.export does for the networks that torch.export fixes from one stream."""
+    net = encoder(2).eval()
+    step, state = warm_up(net, 4, streams=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = export_with_torch(net, step, state, tmp_path / "step.onnx")
+    session = ort.InferenceSession(str(tmp_path / "step.onnx"), providers=["CPUExecutionProvider"])
+    run_and_compare(session, net, names, 4, batch=3)
 
 
 # --------------------------------------------------------------------------------------------
