@@ -3,7 +3,7 @@
 ``import continual as co`` becomes ``from cozoo import co``.
 """
 
-from . import __about__, compiled, convert, export, flops, logging, onnx, utils
+from . import __about__, compiled, convert, explicit_state, export, flops, logging, onnx, utils
 from .attention import RetroactiveMultiheadAttention, SingleOutputMultiheadAttention
 from .closure import Add, Constant, Identity, Lambda, Multiply, One, Zero
 from .compiled import CompiledStep, compile_step
@@ -107,6 +107,7 @@ __all__ = [
     "compiled",
     "continual",
     "convert",
+    "explicit_state",
     "export",
     "flops",
     "flat_state_dict",

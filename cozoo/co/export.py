@@ -33,6 +33,16 @@ class _Leaf:
     def __repr__(self) -> str:
         return "<tensor>"
 
+    # One placeholder (``unflatten_state`` compares by identity), also in copies and pickles.
+    def __copy__(self) -> _Leaf:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> _Leaf:
+        return self
+
+    def __reduce__(self) -> str:
+        return "_LEAF"
+
 
 _LEAF = _Leaf()
 
@@ -96,13 +106,23 @@ def _first_device(obj: Any) -> torch.device:
 
 
 def _discover_state(module: CoModule, example_step: Tensor) -> State:
-    """Run a short zero clip through ``module`` so that every stateful child holds a state."""
+    """Run a short zero clip through ``module`` so that every stateful child holds a state.
+
+    The clip goes through ``_steps`` at once; a network that only steps (``forward_steps``
+    does not fit it, e.g. a ``Lambda`` that reduces time in ``forward``) takes it step by step.
+    """
     rf = module.receptive_field
     stride = module.stride[0] if isinstance(module.stride, tuple) else 1
     frames = (int(rf) if rf != float("inf") else 1) + 2 * int(stride)
-    clip = torch.zeros_like(example_step).unsqueeze(2).repeat_interleave(frames, dim=2)
+    step = torch.zeros_like(example_step.detach())
+    clip = step.unsqueeze(2).repeat_interleave(frames, dim=2)
     with torch.no_grad(), tensor_mode():
-        _, state, _ = module._steps(clip, None, False)
+        try:
+            _, state, _ = module._steps(clip, None, False)
+        except Exception:  # noqa: BLE001 - stepping raises again if the step cannot fit
+            state = None
+            for _ in range(frames):
+                _, _, state = module._step(step, state, True)
     return state
 
 
@@ -141,17 +161,22 @@ class StepFunction(nn.Module):
         super().__init__()
         if not isinstance(module, CoModule):
             raise TypeError(
-                f"StepFunction: expected a continual module, got {type(module).__name__}"
+                f"{type(self).__name__}: expected a continual module, got {type(module).__name__}"
             )
-        self.module = module
-        tensors, self._structure = _fresh_state(module, example_step)
-        self.num_states = len(tensors)
+        tensors, structure = _fresh_state(module, example_step)
+        self._bind(module, structure, len(tensors))
 
-    def forward(self, input: Tensor, *state: Tensor):
+    def _bind(self, module: CoModule, structure: Any, num_states: int) -> None:
+        self.module = module
+        self._structure = structure
+        self.num_states = num_states
+
+    def _run(self, input: Tensor, state: Sequence[Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        """``(output, valid, next_state)`` of one step in tensor mode."""
         if len(state) != self.num_states:
             raise ValueError(
-                f"StepFunction({type(self.module).__name__}): expected {self.num_states} state "
-                f"tensors, got {len(state)}"
+                f"{type(self).__name__}({type(self.module).__name__}): expected "
+                f"{self.num_states} state tensors, got {len(state)}"
             )
         nested = unflatten_state(self._structure, state)
         if in_tensor_mode():
@@ -161,11 +186,15 @@ class StepFunction(nn.Module):
                 y, valid, next_state = self.module._step(input, nested, True)
         if not isinstance(y, Tensor):
             raise TypeError(
-                f"StepFunction({type(self.module).__name__}): the step output must be one tensor, "
-                f"got {type(y).__name__}"
+                f"{type(self).__name__}({type(self.module).__name__}): the step output must be "
+                f"one tensor, got {type(y).__name__}"
             )
         if not isinstance(valid, Tensor):
             # Stateless networks: every stream has an output on every step.
             valid = torch.ones_like(y.reshape(y.shape[0], -1)[:, 0], dtype=torch.bool)
         next_tensors, _ = flatten_state(next_state)
+        return y, valid, next_tensors
+
+    def forward(self, input: Tensor, *state: Tensor):
+        y, valid, next_tensors = self._run(input, state)
         return (y, valid, *next_tensors)

@@ -4,9 +4,13 @@
 Importing ``cozoo.co`` registers the continual modules with ptflops (when it is installed), so
 ``ptflops.get_model_complexity_info`` counts whatever the module's call mode runs: a clip in
 ``forward`` mode, one step in ``forward_step`` mode. Counting follows ptflops' module-hook
-convention with functional counting off (``backend_specific_config={"count_functional": False}``;
-ptflops >= 0.7 would otherwise count the same additions twice). One step of a convolution counts
-exactly the MACs of one output frame.
+convention: each module that computes counts itself, once. ptflops >= 0.7 also counts some
+``torch`` functions when they are called (``count_functional``, on by default); the steps of the
+continual modules call none of those (nor do the clips of convolutions, pools and containers; a
+clip of attention runs torch's, which ptflops counts so for ``torch.nn`` too), so a step's count
+is the same with that option on or off (this module turns it off). One step of a convolution
+counts exactly the MACs of one output frame; a step of an attention module counts its
+projections also while it warms up; a reduce of branches counts nothing of its own.
 
 ``complexity(module, clip_shape)`` returns params and MACs for a clip and for one step::
 
@@ -67,7 +71,14 @@ def _recurrent_hook(ptflops_rnn_hook: Callable) -> Callable:
 
 
 def _attention_hook(module: nn.Module, inputs: tuple, output) -> None:
-    module.__flops__ += int(module.flops())
+    """The analytic count of what the call computed: a step without output (the warm-up)
+    still projects its token, so it counts ``warmup_step_flops``, not 0."""
+    if not inputs or inputs[0] is None:
+        return
+    if output is None:
+        module.__flops__ += int(module.warmup_step_flops())
+    else:
+        module.__flops__ += int(module.flops())
 
 
 def _hooks() -> Dict[type, Callable]:
@@ -90,7 +101,7 @@ def _hooks() -> Dict[type, Callable]:
     if attention is not None:
         for name in ("SingleOutputMultiheadAttention", "RetroactiveMultiheadAttention"):
             if hasattr(attention, name):
-                hooks[getattr(attention, name)] = _skip_empty(_attention_hook)
+                hooks[getattr(attention, name)] = _attention_hook
     return hooks
 
 

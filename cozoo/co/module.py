@@ -393,9 +393,23 @@ class CoModule(nn.Module):
 
     # ---- compatibility with continual-inference ----------------------------------------------
     def _forward_step(self, input: Tensor, prev_state: State = None):
-        """``(output | None, next_state)`` from an explicit state, as in continual-inference."""
-        y, valid, state = self._step(input, prev_state, True)
-        return finalize_step_output(y, valid), state
+        """``(output | None, next_state)`` from an explicit state, as in continual-inference.
+
+        With ``prev_state`` None (fresh streams) or the flat tuple of tensors a previous call
+        returned, ``next_state`` is a flat tuple of tensors (counters included), ready for
+        ``co.onnx.OnnxWrapper``; with a state of ``get_state()``'s form, it is of that form.
+        The module's own state is not touched. See ``cozoo.co.explicit_state``.
+        """
+        return _explicit_step(self, input, prev_state)
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` calls this first: a continual module is not scriptable."""
+        raise RuntimeError(
+            f"torch.jit.script({type(self).__name__}): continual modules do not support "
+            "TorchScript (deprecated by PyTorch); export the step with "
+            "co.export.StepFunction and torch.export.export, co.onnx.export (ONNX), or "
+            "compile it with co.compile_step"
+        )
 
     def _check_clip(self, x: Tensor, dims: int) -> None:
         if not isinstance(x, Tensor) or x.dim() != dims:
@@ -404,6 +418,23 @@ class CoModule(nn.Module):
                 f"{type(self).__name__}: expected a clip with {dims} dims "
                 f"(B, C, T{', ...' if dims > 3 else ''}), got {got}"
             )
+
+
+def _native_explicit_step(module: CoModule, input: Any, prev_state: State):
+    y, valid, state = module._step(input, prev_state, True)
+    return finalize_step_output(y, valid), state
+
+
+# ``_forward_step``'s implementation; ``cozoo.co.explicit_state`` (imported with ``cozoo.co``)
+# installs the flat-state one, which builds on ``export`` (that imports this module).
+_explicit_step: Callable = _native_explicit_step
+
+
+def register_explicit_step(step: Callable) -> None:
+    """Install ``step(module, input, prev_state) -> (output, next_state)`` as
+    ``CoModule._forward_step``'s implementation."""
+    global _explicit_step
+    _explicit_step = step
 
 
 def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:

@@ -9,7 +9,7 @@ from torch import nn
 
 from .container.base import _as_continual, _Container, _probe_length, _t_padding, _t_stride
 from .container.reduce import BroadcastReduce
-from .delay import Delay, TimeShift
+from .delay import Delay, Skip, TimeShift
 from .module import CoModule
 
 __all__ = ["Residual"]
@@ -121,5 +121,19 @@ def Residual(  # noqa: N802 - a factory named like the module it builds, as in c
         # module(x) is one frame broadcast over time: x waits for the window's last frame.
         return BroadcastReduce(Delay(delay), module, reduce=reduce, auto_delay=False)
     offset = _residual_offset(type(module).__name__, delay, pad, residual_shrink)
-    branch = TimeShift(lag=delay - offset, lead=offset, end_pad=pad)
+    branch = _shift(lag=delay - offset, lead=offset, end_pad=pad)
     return BroadcastReduce(branch, module, reduce=reduce, auto_delay=False)
+
+
+def _shift(lag: int, lead: int, end_pad: int) -> TimeShift:
+    """The residual's time shift, as the named module it equals where there is one (so that
+    the network prints ``Delay(2)`` or ``Skip(2)``, as continual-inference's does)."""
+    if lag == 0 and lead > 0:
+        return Skip(lead)  # the residual is the newest frame of the window
+    if lead == 0 and end_pad == lag:
+        return Delay(lag)
+    if lead == 0 and end_pad == 0:
+        return Delay(lag, auto_shrink="lagging")
+    if lead == lag and end_pad == 0:
+        return Delay(lag, auto_shrink=True)
+    return TimeShift(lag=lag, lead=lead, end_pad=end_pad)

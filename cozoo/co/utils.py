@@ -6,6 +6,8 @@
 ``num_from``             the ``dim``-th entry of a tuple, or the number itself
 ``function_repr``        a short text for a callable: its name, or a lambda's source text
 ``neginf_like``          a tensor like ``t`` filled with ``-inf`` (the lowest value for ints)
+``flat_state_dict``      ``with co.utils.flat_state_dict:`` (``co.flat_state_dict``): the
+                         containers save and load flat state dicts (``cozoo.co.state_dicts``)
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from typing import Any, Callable, Iterator, List, Sequence, TypeVar, Union
 import torch
 from torch import Tensor
 
+from .state_dicts import flat_state_dict
+
 __all__ = [
+    "flat_state_dict",
     "flatten",
     "function_repr",
     "neginf_like",

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..checks import StepShapeError, check_step_shape
 from ..modes import CallMode, active_call_mode, in_tensor_mode
-from ..module import CoModule, State, finalize_step_output
+from ..module import CoModule, State
 from ..validity import Valid, reset_counter, select_rows
 
 StepInput = Union[Tensor, Tuple[Tensor, Optional[Tensor], Optional[Tensor]]]
@@ -285,8 +285,14 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
     def _project_step(self, query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, ...]:
         """Per-head ``(N, h, d)`` q (scaled by 1/sqrt(d)), k, v of one step."""
         n, h, d = query.shape[0], self.num_heads, self._head_dim
-        q, k, v = self._in_project(query, key, value)
-        return q.reshape(n, h, d) * (1.0 / math.sqrt(d)), k.reshape(n, h, d), v.reshape(n, h, d)
+        if self._qkv_same_embed_dim and query is key and key is value:
+            # One projection, split as views of its contiguous output: reshaping the chunks
+            # of a (N, 3E) tensor would make torch.export fix a batch of one stream.
+            qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = qkv.reshape(n, 3, h, d).unbind(1)
+        else:
+            q, k, v = (t.reshape(n, h, d) for t in self._in_project(query, key, value))
+        return q * (1.0 / math.sqrt(d)), k, v
 
     def _project_clip(self, query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, ...]:
         """Per-head ``(N, h, T, d)`` q (scaled), k, v of canonical clips ``(N, T, E)``."""
@@ -346,10 +352,10 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         value: Optional[Tensor] = None,
         prev_state: State = None,
     ):
-        """``(output | None, next_state)`` from an explicit state, as in continual-inference."""
+        """``(output | None, next_state)`` from an explicit state, as in continual-inference
+        (``CoModule._forward_step``; with ``key``/``value`` the state keeps its own form)."""
         x = query if key is None and value is None else (query, key, value)
-        y, valid, state = self._step(x, prev_state, True)
-        return finalize_step_output(y, valid), state
+        return CoModule._forward_step(self, x, prev_state)
 
     def _reset_streams(self, state: Any, streams) -> Any:
         return state._replace(counter=reset_counter(state.counter, streams, state.shape[0]))
@@ -399,6 +405,11 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         per head, output tokens projected) for one forward call or one step."""
         raise NotImplementedError
 
+    def _warmup_flops_plan(self) -> Tuple[int, int, Tuple[int, int, int], int]:
+        """``_flops_plan`` of a step without output (the warm-up): the step projects its
+        token's query, key and value (kept in the state) and projects no output."""
+        return 1, 1, (0, 0, 0), 0
+
     def flops(
         self, include_muls: bool = True, include_adds: bool = False, include_exps: bool = False
     ) -> int:
@@ -412,21 +423,34 @@ class _ContinualMultiheadAttention(CoModule, nn.MultiheadAttention):
         bias); output projection ``E(E+1)`` per output token.
         """
         mode = active_call_mode() or self.call_mode
-        q_tokens, kv_tokens, (a_muls, a_adds, a_exps), out_tokens = self._flops_plan(
-            mode is not CallMode.FORWARD
-        )
+        plan = self._flops_plan(mode is not CallMode.FORWARD)
+        return self._count_plan(plan, include_muls, include_adds, include_exps)
+
+    def warmup_step_flops(
+        self, include_muls: bool = True, include_adds: bool = False, include_exps: bool = False
+    ) -> int:
+        """Operation count of a step that returns None (the first ``delay`` steps): the
+        projections of the step's token (and, for the retroactive module, its window update),
+        without the single query's attention and without the output projection."""
+        plan = self._warmup_flops_plan()
+        return self._count_plan(plan, include_muls, include_adds, include_exps)
+
+    def _count_plan(
+        self, plan: Tuple[int, int, Tuple[int, int, int], int], muls: bool, adds: bool, exps: bool
+    ) -> int:
+        q_tokens, kv_tokens, (a_muls, a_adds, a_exps), out_tokens = plan
         e, heads = self.embed_dim, self.num_heads
         proj_tokens = q_tokens + 2 * kv_tokens
         has_bias = self.in_proj_bias is not None
         total = 0
-        if include_muls:
+        if muls:
             total += proj_tokens * e * e + (proj_tokens * e if has_bias else 0)
             total += heads * a_muls + out_tokens * e * (e + 1)
-        if include_adds:
+        if adds:
             total += proj_tokens * e * (e - 1) + (proj_tokens * e if has_bias else 0)
             total += heads * a_adds + out_tokens * e * (e - 1)
             total += out_tokens * e if self.out_proj.bias is not None else 0
-        if include_exps:
+        if exps:
             total += heads * a_exps
         return total
 

@@ -155,12 +155,12 @@ class RetroactiveMultiheadAttention(_ContinualMultiheadAttention):
         keys, values = state.keys + (k,), state.values + (v,)
         window_k, window_v = torch.stack(keys, 2), torch.stack(values, 2)  # (N, h, L, d)
         # The new row: its scores against the L keys, and the aggregate of every suffix.
-        table = _suffix_table(torch.matmul(window_k, q.unsqueeze(3)).squeeze(3), window_v)
+        table = _suffix_table((window_k @ q.unsqueeze(3)).squeeze(3), window_v)
         if seq_len == 1:
             return (table[..., :-1] if need_output else None), state
         # The kept rows absorb the new key into their "future" aggregate.
         queries = torch.stack(state.queries, 2)  # (N, h, L-1, d)
-        scores = torch.matmul(queries, k.unsqueeze(3)).squeeze(3)  # (N, h, L-1)
+        scores = (queries @ k.unsqueeze(3)).squeeze(3)  # (N, h, L-1)
         future_mean, future_lse = _merge(
             state.future_mean, state.future_lse, v.unsqueeze(2), scores
         )
@@ -252,6 +252,11 @@ class RetroactiveMultiheadAttention(_ContinualMultiheadAttention):
         if not self.batch_first:
             canonical = [o.transpose(0, 1) for o in canonical]
         return self._public_steps(torch.stack(canonical, 1))
+
+    def _warmup_flops_plan(self):
+        # A warm-up step projects its token and updates the window (no output composed).
+        n, d = self.sequence_len, self._head_dim
+        return 1, 1, _retroactive_step_attention_flops(n, d), 0
 
     def _flops_plan(self, step: bool):
         n, d = self.sequence_len, self._head_dim

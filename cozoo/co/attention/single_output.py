@@ -142,9 +142,9 @@ class SingleOutputMultiheadAttention(_ContinualMultiheadAttention):
         y = None
         if out_valid is not False:
             q_sel = state.queries[0] if self._lag else q  # (N, h, d)
-            scores = torch.matmul(torch.stack(keys, 2), q_sel.unsqueeze(3))  # (N, h, L, 1)
+            scores = torch.stack(keys, 2) @ q_sel.unsqueeze(3)  # (N, h, L, 1)
             weights = torch.softmax(scores, 2).transpose(2, 3)  # (N, h, 1, L)
-            out = torch.matmul(weights, torch.stack(values, 2))  # (N, h, 1, d)
+            out = weights @ torch.stack(values, 2)  # (N, h, 1, d)
             y = self._out_project(out.reshape(n, self.embed_dim))
         queries = (state.queries + (q,))[1:] if self._lag else ()
         new = SingleOutputAttentionState(counter, state.shape, keys[1:], values[1:], queries)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Callable, List, Sequence, Union
 
 import torch
@@ -28,11 +29,11 @@ def _align_end(tensors: Sequence[Tensor], keep: Sequence[bool] = ()) -> List[Ten
 
 
 def reduce_sum(inputs: Sequence[Tensor]) -> Tensor:
-    return functools.reduce(torch.add, inputs)
+    return functools.reduce(operator.add, inputs)
 
 
 def reduce_mul(inputs: Sequence[Tensor]) -> Tensor:
-    return functools.reduce(torch.mul, inputs)
+    return functools.reduce(operator.mul, inputs)
 
 
 def reduce_max(inputs: Sequence[Tensor]) -> Tensor:

@@ -8,6 +8,7 @@ average pool a running sum that is re-summed exactly from the cached frames ever
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
@@ -18,6 +19,10 @@ from ..conv import _is_channels_last
 from ..modes import in_static_bookkeeping, in_tensor_mode
 from ..validity import Valid, select_rows
 from ..window import SlidingWindow
+
+# Bound once: ptflops' ``count_functional`` swaps F's functions while it counts, and a pool's
+# own hook counts it already.
+_avg_pool2d, _max_pool2d = F.avg_pool2d, F.max_pool2d
 
 
 class _ContinualPool(SlidingWindow):
@@ -64,7 +69,7 @@ class _ContinualPool(SlidingWindow):
         # Elementwise folds (no stacked copy) keep the frames' memory layout (channels-last).
         if self._is_max:
             return functools.reduce(torch.maximum, used)
-        return functools.reduce(torch.add, used) / self._divisor
+        return functools.reduce(operator.add, used) / self._divisor
 
     def _clip_output(self, frames: Tensor) -> Tensor:
         """Temporal pooling (no padding, temporal stride) of prepared frames ``(B, C, T', *S')``."""
@@ -73,10 +78,10 @@ class _ContinualPool(SlidingWindow):
         flat = frames.reshape(b, c, t, -1)  # spatial dims merged: one 2-D pool for every rank
         k, s, d = self._t_kernel, self._t_stride, self._t_dilation
         if self._is_max:
-            out = F.max_pool2d(flat, (k, 1), (s, 1), 0, (d, 1))
+            out = _max_pool2d(flat, (k, 1), (s, 1), 0, (d, 1))
         elif d == 1:
             override = None if self._divisor == k else int(self._divisor)
-            out = F.avg_pool2d(flat, (k, 1), (s, 1), divisor_override=override)
+            out = _avg_pool2d(flat, (k, 1), (s, 1), divisor_override=override)
         else:
             n_out = (t - self._t_window) // s + 1
             span = (n_out - 1) * s + 1
@@ -100,7 +105,7 @@ class _ContinualPool(SlidingWindow):
 
     @staticmethod
     def _exact_sum(frames: Sequence[Tensor]) -> Tensor:
-        return functools.reduce(torch.add, frames)
+        return functools.reduce(operator.add, frames)
 
     # Average pools keep ``extra = (S, age)``: ``S`` the sum of the cached frames, re-summed
     # exactly from them every ``N-1`` steps (``age`` counts to that) so that rounding error

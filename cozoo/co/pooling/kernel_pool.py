@@ -93,7 +93,7 @@ class _Pool(_ContinualPool):
         if self._t_dilation == 1:
             args = (input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
             if self._dims == 1:
-                return F.avg_pool1d(*args, self.count_include_pad)
+                return _AVG[1](*args, self.count_include_pad)
             return _AVG[self._dims](*args, self.count_include_pad, self.divisor_override)
         return self._dilated_avg_forward(input)
 
