@@ -695,11 +695,13 @@ def test_a_training_runs_checkpoint_builds_the_model_it_trained(tmp_path, layout
 def test_registry_lists_by_family_and_task_and_finds_weights_by_name():
     video = W.list_models(family="video")
     skeleton = W.list_models(family="skeleton")
-    assert sorted(video + skeleton) == W.list_models() and "cox3d_m" in video
+    detection = W.list_models(family="detection")
+    assert sorted(video + skeleton + detection) == W.list_models() and "cox3d_m" in video
     assert "costgcn_mod" in skeleton and "str" in skeleton
     assert W.list_models(family="family_does_not_exist") == []
     assert W.list_models("cox3d_*", task="classification") == ["cox3d_l", "cox3d_m", "cox3d_s"]
-    assert W.list_models(task="detection") == []
+    assert W.list_models(task="detection") == detection
+    assert detection == ["cooadtr_b1", "cooadtr_b2", "oadtr", "oadtr_b1", "oadtr_b2"]
     info = W.get_model_info("cox3d_m")
     assert (info.family, info.task, info.display_name) == ("video", "classification", "CoX3D-M")
     assert info.input == CoX3D_M_Weights.DEFAULT.meta.input
