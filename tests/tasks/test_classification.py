@@ -27,16 +27,6 @@ from cozoo.tasks import (
 SIZE = 32  # tiny frames: the ResNets/X3Ds reduce 32x32 to 1x1
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: these tiny models gain nothing from two, and on a shared 2-core
-    machine two spinning OpenMP threads per process make everything several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(model: Optional[Dict[str, Any]] = None, **kwargs: Any) -> ClassificationTask:
     """CoX3D-S with a 2-frame head pool: delay 27 + 2 = 29."""
     net = dict(name="cox3d_s", num_classes=4, pool_size=2, dropout=0.0)

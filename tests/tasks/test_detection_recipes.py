@@ -32,14 +32,6 @@ MODELS = list_models(family="detection")
 NARROW = ["+model.embed_dim=16", "+model.heads=2", "+model.ff_dim=16"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def thumos_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("thumos_cache")

@@ -54,16 +54,6 @@ ARCH = {
 RECIPES = sorted(ARCH)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: these tiny models gain nothing from two, and on a shared 2-core
-    machine two spinning OpenMP threads per process make everything several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def sample_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache folder for the generated sample (and its scan) for the whole session."""

@@ -28,14 +28,6 @@ RECIPES = {
 CONTINUAL = [n for n in list_models(family="skeleton") if n.startswith("co")]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ntu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ntu_cache")
