@@ -16,6 +16,7 @@ from .base import (
     _single_output_attention_flops,
 )
 from .states import SingleOutputAttentionState
+from .window_memory import append_to_window
 
 __all__ = ["SingleOutputMultiheadAttention"]
 
@@ -138,16 +139,17 @@ class SingleOutputMultiheadAttention(_ContinualMultiheadAttention):
         if state is None:
             state = self._fresh_state(q, tuple(query.shape))
         out_valid, counter, _ = tick(state.counter, valid, self.sequence_len - 1, 1, n)
-        keys, values = state.keys + (k,), state.values + (v,)
+        key_window, keys = append_to_window(state.keys, k)  # (N, h, L, d), next memory
+        value_window, values = append_to_window(state.values, v)
         y = None
         if out_valid is not False:
             q_sel = state.queries[0] if self._lag else q  # (N, h, d)
-            scores = torch.stack(keys, 2) @ q_sel.unsqueeze(3)  # (N, h, L, 1)
+            scores = key_window @ q_sel.unsqueeze(3)  # (N, h, L, 1)
             weights = torch.softmax(scores, 2).transpose(2, 3)  # (N, h, 1, L)
-            out = weights @ torch.stack(values, 2)  # (N, h, 1, d)
+            out = weights @ value_window  # (N, h, 1, d)
             y = self._out_project(out.reshape(n, self.embed_dim))
         queries = (state.queries + (q,))[1:] if self._lag else ()
-        new = SingleOutputAttentionState(counter, state.shape, keys[1:], values[1:], queries)
+        new = SingleOutputAttentionState(counter, state.shape, keys, values, queries)
         return y, out_valid, self._keep_rows(valid, new, state)
 
     def _steps(self, x: Optional[StepInput], state, pad_end: bool = False):
