@@ -90,10 +90,11 @@ class OnlineDetectionTask(ContinualTask):
     def forward(self, x: Tensor, start: Optional[Tensor] = None) -> Tensor:
         """Window mode: ``x (B, D, T)`` -> logits ``(B, K)`` of the last step. ``start``: the
         windows' first stream steps ``(B,)``, for models with a recycling positional encoding
-        (evaluation reads each window at its stream offset)."""
+        (evaluation reads each window at its stream offset; without ``start``, at offset 0)."""
         rows = self._positional_rows
-        if rows is not None and start is not None and not self.training:
-            return self.model(x, offset=start % rows)[:, :, -1]
+        if rows is not None and not self.training:
+            offset = 0 if start is None else start % rows
+            return self.model(x, offset=offset)[:, :, -1]
         return self.model(x)[:, :, -1]
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
@@ -157,7 +158,9 @@ class OnlineDetectionTask(ContinualTask):
         model.clean_state()
         self._seconds_timed += time.perf_counter() - started
         self._steps_timed += sum(v.features.shape[1] for v in videos)
-        first = next(t for t, y in enumerate(outputs) if y is not None)
+        first = next((t for t, y in enumerate(outputs) if y is not None), None)
+        if first is None:  # every video of the batch is shorter than the window: nothing scored
+            return length * len(videos)
         logits = torch.stack(outputs[first:], 1)  # (B, L - first, K)
         for row, video in enumerate(videos):
             steps = video.features.shape[1]

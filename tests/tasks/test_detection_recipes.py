@@ -169,3 +169,18 @@ def test_the_detection_timeline_figure(tmp_path, thumos_cache):
         sample_size="tiny", cache_dir=str(thumos_cache),
     )  # fmt: skip
     assert out.exists() and out.stat().st_size > 10_000
+
+
+def test_videos_shorter_than_the_window_are_streamed_and_not_scored():
+    from cozoo.data.thumos import ThumosVideo
+
+    model = {"name": "cooadtr_b1", "feature_dim": 12, "embed_dim": 16, "heads": 2, "ff_dim": 16}
+    task = OnlineDetectionTask(model, stream_batch=2).eval()
+    short = ThumosVideo("short", torch.randn(12, 40), torch.eye(22)[torch.zeros(40).long()])
+    assert task.stream_videos([short, short], "val") == 80
+    assert task.metrics["val_continual_map"].scores == []
+    # a window batch without stream positions is read at offset 0, whatever came before
+    clips = torch.randn(3, 12, 64)
+    with torch.no_grad():
+        task(torch.randn(5, 12, 64), torch.arange(5))
+        torch.testing.assert_close(task(clips), task(clips, torch.zeros(3, dtype=torch.long)))
