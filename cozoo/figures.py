@@ -121,6 +121,8 @@ def accuracy_vs_flops(out: Path, names: Optional[Sequence[str]] = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cozoo.plots import save_figure
+
     points = accuracy_vs_flops_points(names)
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
     for p in points:
@@ -161,12 +163,7 @@ def accuracy_vs_flops(out: Path, names: Optional[Sequence[str]] = None) -> Path:
         fontsize=6,
         color="gray",
     )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def stream_timeline(

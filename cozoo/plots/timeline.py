@@ -17,6 +17,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from .saving import save_figure
+
 __all__ = ["Segment", "plot_timeline", "top_classes"]
 
 
@@ -95,9 +97,4 @@ def plot_timeline(
     ax.grid(True, alpha=0.3)
     if shown:
         ax.legend(loc="upper left", fontsize=7, ncol=min(3, len(shown) + bool(segments)))
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
