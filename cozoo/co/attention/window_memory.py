@@ -11,9 +11,9 @@ a step writes its new key into the next free slot and reads the window as a view
 
 States stay snapshots: a slot is written only when no state holds it yet (the buffer's fill
 mark is exactly the next slot), so every tensor of every existing state keeps its values. A step
-from an older snapshot (a branch), a full buffer, entries that are not consecutive views (fresh
-streams, a per-stream reset, a moved module) or a traced step fall back to a new buffer or to
-stacking, which give the same numbers.
+from an older snapshot (a branch), a full buffer, a plain tuple instead of a ``WindowMemory``
+(a fresh stream, rows selected for some streams only, a copy, a moved module) or a traced step
+falls back to a new buffer or to stacking, which give the same numbers.
 """
 
 from __future__ import annotations
